@@ -1,0 +1,1 @@
+"""Baosong core: the plugin contract, the upload ledger and pipeline, queues and schedules."""

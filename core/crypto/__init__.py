@@ -1,0 +1,50 @@
+"""Baosong's one crypto module: every SM2, SM3 and SM4 operation goes through here.
+
+All wire choices are explicit profile objects (``SM4Profile``, ``SM2Profile``, ``SM2SignProfile``) stored per
+regulator; nothing relies on a library default.  Libraries: ``cryptography`` for SM3/SM4 (OpenSSL speed), our
+own curve arithmetic on Python ints for SM2 (``ec``), randomness from ``secrets``.  ``gmssl`` is only a test
+peer, never used here.
+"""
+
+from ._codec import mask_secret
+from .detect import detect_sm2_profile, detect_sm4_profile
+from .errors import CryptoError
+from .keys import (
+    generate_sm2_keypair,
+    normalize_private_key,
+    normalize_public_key,
+    private_key_pem,
+    public_key_from_private,
+    public_key_pem,
+)
+from .profiles import SM2Profile, SM2SignProfile, SM4Profile
+from .selftest import self_test
+from .sm2 import sm2_decrypt, sm2_encrypt, sm2_sign, sm2_verify
+from .sm3 import hmac_sm3, sm3_digest, sm3_hex
+from .sm4 import sm4_decrypt, sm4_encrypt
+
+__all__ = [
+    "CryptoError",
+    "SM2Profile",
+    "SM2SignProfile",
+    "SM4Profile",
+    "detect_sm2_profile",
+    "detect_sm4_profile",
+    "generate_sm2_keypair",
+    "hmac_sm3",
+    "mask_secret",
+    "normalize_private_key",
+    "normalize_public_key",
+    "private_key_pem",
+    "public_key_from_private",
+    "public_key_pem",
+    "self_test",
+    "sm2_decrypt",
+    "sm2_encrypt",
+    "sm2_sign",
+    "sm2_verify",
+    "sm3_digest",
+    "sm3_hex",
+    "sm4_decrypt",
+    "sm4_encrypt",
+]

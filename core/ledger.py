@@ -1,0 +1,179 @@
+"""The upload ledger: recording planned uploads and moving them through their named states.
+
+Every upload is a committed row before anything is sent; the pipeline claims it with a
+compare-and-set on (status, attempts) so two workers can never send the same attempt.
+"""
+
+from __future__ import annotations
+
+import secrets as random_source
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from core import clock
+from core.db import db
+from core.hook_types import ReportType, UploadPlan
+from core.models import HeldBack, Upload, UploadStatus, Watermark
+
+# States from which an attempt may be started (SENDING only through crash recovery).
+RUNNABLE = (UploadStatus.PENDING, UploadStatus.RETRY_WAIT, UploadStatus.FAILED, UploadStatus.REJECTED)
+
+
+def _now() -> datetime:
+    return clock.utc_naive(clock.now())
+
+
+def new_idempotency_key() -> str:
+    return random_source.token_hex(16)
+
+
+def search_text(plan_keys: Iterable[str]) -> str:
+    return " ".join(k for k in plan_keys if k)[:1000]
+
+
+def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str | None = None) -> list[int]:
+    """Write planned uploads (skipping business keys already in the ledger), their held-back records
+    and watermarks in one transaction; return the ids of the new uploads."""
+    new_ids: list[Upload] = []
+    for plan in plans:
+        exists = db.session.execute(
+            sa.select(Upload.id).filter_by(report_type=report_type.name, business_key=plan.business_key)
+        ).first()
+        for problem in plan.held_back:
+            db.session.add(
+                HeldBack(
+                    report_type=report_type.name,
+                    period=plan.period,
+                    record_key=problem.record_key,
+                    field=problem.field,
+                    reason=problem.reason,
+                )
+            )
+        if exists is None:
+            upload = Upload(
+                report_type=report_type.name,
+                business_key=plan.business_key,
+                period=plan.period,
+                department=plan.department,
+                operation=plan.operation,
+                rows=plan.rows,
+                idempotency_key=plan.idempotency_key or new_idempotency_key(),
+                mapping_version=plan.mapping_version,
+                search_text=search_text([plan.business_key, plan.idempotency_key or "", *plan.search_keys]),
+                created_by=actor,
+                status=UploadStatus.PENDING,
+            )
+            db.session.add(upload)
+            new_ids.append(upload)
+        if plan.watermark:
+            name, value = plan.watermark
+            mark = db.session.get(Watermark, name)
+            if mark is None:
+                db.session.add(Watermark(name=name, value=value))
+            elif value > mark.value:
+                mark.value = value
+    db.session.commit()
+    return [u.id for u in new_ids]
+
+
+def watermark(name: str, default: str = "") -> str:
+    mark = db.session.get(Watermark, name)
+    return mark.value if mark else default
+
+
+def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
+    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``."""
+    now = _now()
+    result = db.session.execute(
+        sa.update(Upload)
+        .where(
+            Upload.id == upload_id,
+            Upload.attempts == expected_attempts,
+            Upload.status.in_(RUNNABLE),
+        )
+        .values(
+            status=UploadStatus.SENDING,
+            attempts=expected_attempts + 1,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            next_retry_at=None,
+            updated_at=now,
+        )
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_interval: int,
+           retry_max: int, result: dict | None = None, search_keys: list[str] | None = None) -> None:
+    """Apply an attempt's outcome: success, retry (bounded automatic retries) or reject."""
+    now = _now()
+    upload.lease_until = None
+    upload.last_code = code
+    upload.last_message = message
+    if result:
+        upload.result = {**(upload.result or {}), **result}
+    if search_keys:
+        upload.search_text = search_text([upload.search_text, *search_keys])
+    if kind == "success":
+        upload.status = UploadStatus.SUCCEEDED
+        upload.finished_at = now
+    elif kind == "reject":
+        upload.status = UploadStatus.REJECTED
+        upload.finished_at = now
+    elif upload.auto_retries < retry_max:
+        upload.status = UploadStatus.RETRY_WAIT
+        upload.auto_retries += 1
+        upload.next_retry_at = now + timedelta(minutes=retry_interval)
+    else:
+        upload.status = UploadStatus.FAILED
+        upload.finished_at = now
+
+
+def mark_for_manual_retry(upload: Upload) -> None:
+    """A person retries: a fresh allowance of automatic retries, run now."""
+    upload.status = UploadStatus.RETRY_WAIT
+    upload.auto_retries = 0
+    upload.next_retry_at = _now()
+    upload.finished_at = None
+
+
+def cancel(upload: Upload) -> None:
+    if upload.status in (UploadStatus.SUCCEEDED, UploadStatus.SENDING):
+        raise ValueError(f"状态为{upload.status_label}的上报不能取消")
+    upload.status = UploadStatus.CANCELLED
+    upload.next_retry_at = None
+    upload.finished_at = _now()
+
+
+def stale_sending(now: datetime) -> list[Upload]:
+    """Uploads left SENDING past their lease: the worker died or the machine was lost."""
+    return list(
+        db.session.execute(
+            sa.select(Upload).where(Upload.status == UploadStatus.SENDING, Upload.lease_until < now)
+        ).scalars()
+    )
+
+
+def due_retries(now: datetime, limit: int = 500) -> list[Upload]:
+    return list(
+        db.session.execute(
+            sa.select(Upload)
+            .where(Upload.status == UploadStatus.RETRY_WAIT, Upload.next_retry_at <= now)
+            .order_by(Upload.next_retry_at)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def forgotten_pending(older_than: datetime, limit: int = 500) -> list[Upload]:
+    """Pending uploads whose job may have been lost (a Redis restart between commit and enqueue)."""
+    return list(
+        db.session.execute(
+            sa.select(Upload)
+            .where(Upload.status == UploadStatus.PENDING, Upload.created_at < older_than)
+            .order_by(Upload.id)
+            .limit(limit)
+        ).scalars()
+    )

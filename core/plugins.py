@@ -1,0 +1,111 @@
+"""Finding plugins (entry-point group ``baosong.plugins``) and asking the right one for a report type."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from core import hookspecs
+from core.errors import UnknownReportType
+from core.hook_types import Regulator, ReportType, Sandbox
+
+ENTRY_POINT_GROUP = "baosong.plugins"
+LOAD_ERRORS: dict[str, str] = {}  # entry-point name -> why it failed to load (shown by `baosong plugins`)
+log = logging.getLogger("baosong.plugins")
+DEFAULT_PLUGINS = ("core.http",)  # the core's own hook implementations (default ``post``)
+
+
+class Registry:
+    """The plugin manager plus what the plugins declared, indexed by name."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+        self.report_types: dict[str, ReportType] = {}
+        self.regulators: dict[str, Regulator] = {}
+        self.sandboxes: dict[str, Sandbox] = {}
+        self._owner: dict[str, object] = {}
+        self._callers: dict[tuple[str, str], Any] = {}
+        for plugin in pm.get_plugins():
+            impl = getattr(plugin, "register_regulators", None)
+            for regulator in (impl() if impl else None) or []:
+                self.regulators[regulator.name] = regulator
+            impl = getattr(plugin, "register_sandboxes", None)
+            for sandbox in (impl() if impl else None) or []:
+                self.sandboxes[sandbox.name] = sandbox
+            impl = getattr(plugin, "register_report_types", None)
+            for report_type in (impl() if impl else None) or []:
+                if report_type.name in self.report_types:
+                    raise ValueError(f"report type {report_type.name} is declared by two plugins")
+                self.report_types[report_type.name] = report_type
+                self._owner[report_type.name] = plugin
+
+    def report_type(self, name: str) -> ReportType:
+        try:
+            return self.report_types[name]
+        except KeyError:
+            raise UnknownReportType(f"未知的报表类型 {name}（没有插件声明它）") from None
+
+    def plugin_name(self, report_type: str) -> str:
+        return self.pm.get_name(self._owner[report_type]) or "?"
+
+    def hook(self, report_type: str, name: str):
+        """The hook caller for one report type: only its plugin (and the core defaults) answer."""
+        key = (report_type, name)
+        if key not in self._callers:
+            self.report_type(report_type)
+            owner = self._owner[report_type]
+            others = [p for p in self.pm.get_plugins() if p is not owner and not _is_core_default(self.pm, p)]
+            self._callers[key] = self.pm.subset_hook_caller(name, remove_plugins=others)
+        return self._callers[key]
+
+    def listing(self) -> list[tuple[str, list[ReportType]]]:
+        by_plugin: dict[str, list[ReportType]] = {}
+        for name, report_type in sorted(self.report_types.items()):
+            by_plugin.setdefault(self.plugin_name(name), []).append(report_type)
+        return sorted(by_plugin.items())
+
+
+def _is_core_default(pm: pluggy.PluginManager, plugin: object) -> bool:
+    return pm.get_name(plugin) in DEFAULT_PLUGINS
+
+
+def make_plugin_manager(extra: list[ModuleType | object] | None = None, *, entry_points_too: bool = True):
+    pm = pluggy.PluginManager("baosong")
+    pm.add_hookspecs(hookspecs)
+    for name in DEFAULT_PLUGINS:
+        module = __import__(name, fromlist=["*"])
+        pm.register(module, name=name)
+    if entry_points_too:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if pm.get_plugin(ep.name) is None and ep.name not in LOAD_ERRORS:
+                try:
+                    pm.register(ep.load(), name=ep.name)
+                except Exception as exc:  # one broken plugin must not take the platform down
+                    LOAD_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+                    log.error("plugin %s failed to load: %s", ep.name, LOAD_ERRORS[ep.name])
+    for plugin in extra or []:
+        pm.register(plugin)
+    return pm
+
+
+@functools.cache
+def _default_registry() -> Registry:
+    return Registry(make_plugin_manager())
+
+
+_override: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry (tests may install their own with ``use_registry``)."""
+    return _override or _default_registry()
+
+
+def use_registry(reg: Registry | None) -> None:
+    global _override
+    _override = reg

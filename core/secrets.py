@@ -1,0 +1,97 @@
+"""Secrets at rest (Fernet with a key kept outside git) and masking of secrets in anything recorded."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from core.errors import ConfigurationError
+
+_PREFIX = "enc:"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The at-rest key: ``BAOSONG_SECRET_KEY`` from the environment, else the instance file (made once)."""
+    env = os.environ.get("BAOSONG_SECRET_KEY")
+    if env:
+        return env.encode()
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+class SecretBox:
+    def __init__(self, key: bytes):
+        self._fernet = Fernet(key)
+
+    def seal(self, plaintext: str) -> str:
+        if not plaintext:
+            return ""
+        return _PREFIX + self._fernet.encrypt(plaintext.encode()).decode()
+
+    def open(self, stored: str) -> str:
+        if not stored:
+            return ""
+        if not stored.startswith(_PREFIX):
+            raise ConfigurationError("密钥存储格式错误：应为加密存储")
+        try:
+            return self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
+        except InvalidToken:
+            raise ConfigurationError(
+                "无法解密已保存的密钥：BAOSONG_SECRET_KEY 或 instance/secret.key 与保存时不同"
+            ) from None
+
+
+def mask(value: str | None) -> str:
+    """Show that a secret is set without revealing it: at most its first 2 characters."""
+    if not value:
+        return ""
+    shown = value[:2] if len(value) >= 8 else ""
+    return f"{shown}****（{len(value)}位）"
+
+
+def redact(text: str | None, secrets: list[str]) -> str | None:
+    """Replace every occurrence of any secret (and its upper/lower-case forms) with a mask."""
+    if not text:
+        return text
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        pattern = re.compile(re.escape(secret), re.IGNORECASE)
+        text = pattern.sub(mask(secret), text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks registered secrets in every record it passes."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            cleaned = redact(message, list(self.secrets))
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        return True
+
+
+def register_secret_for_logs(secret: str) -> None:
+    if secret and len(secret) >= 4:
+        RedactingFilter.secrets.add(secret)
+
+
+def install_log_redaction() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, RedactingFilter) for f in root.filters):
+        root.addFilter(RedactingFilter())
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

