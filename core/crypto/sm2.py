@@ -11,12 +11,11 @@ import hmac
 import secrets
 from functools import lru_cache
 
-from . import asn1, ec
+from . import asn1, ec, sm3
 from ._codec import decode_input, encode_output
 from .errors import CryptoError
 from .keys import point_from_scalar, private_scalar, public_point
 from .profiles import SM2Profile, SM2SignProfile
-from .sm3 import sm3_digest, sm3_kdf
 
 _MAX_TRIES = 64  # a retry is needed ~1/256 of the time for 1-byte messages (all-zero KDF output)
 _CURVE_BYTES = b"".join(v.to_bytes(32, "big") for v in (ec.A, ec.B, ec.GX, ec.GY))
@@ -44,13 +43,13 @@ def _encrypt_parts(msg: bytes, pub: ec.Point, k: int | None = None) -> tuple[ec.
         if c1 is None or s is None:  # impossible for a valid key (cofactor 1), kept for safety
             continue
         x2, y2 = _b32(s[0]), _b32(s[1])
-        t = sm3_kdf(x2 + y2, len(msg))
+        t = sm3.sm3_kdf(x2 + y2, len(msg))
         if not any(t):
             if k is not None:
                 raise CryptoError("SM2 加密失败: 给定 k 的 KDF 输出全零")
             continue  # standard: pick a new k
         c2 = (int.from_bytes(msg, "big") ^ int.from_bytes(t, "big")).to_bytes(len(msg), "big")
-        c3 = sm3_digest(x2 + msg + y2)
+        c3 = sm3.sm3_digest(x2 + msg + y2)
         return c1, c3, c2
     raise CryptoError(f"SM2 加密失败: 连续 {_MAX_TRIES} 次点运算/KDF 失败（公钥异常？）")
 
@@ -110,11 +109,11 @@ def _split(raw: bytes, profile: SM2Profile) -> tuple[ec.Point, bytes, bytes]:
 
 
 def _try_open(x2: bytes, y2: bytes, c3: bytes, c2: bytes) -> bytes | None:
-    t = sm3_kdf(x2 + y2, len(c2))
+    t = sm3.sm3_kdf(x2 + y2, len(c2))
     if not any(t):
         return None
     msg = (int.from_bytes(c2, "big") ^ int.from_bytes(t, "big")).to_bytes(len(c2), "big")
-    return msg if hmac.compare_digest(sm3_digest(x2 + msg + y2), c3) else None
+    return msg if hmac.compare_digest(sm3.sm3_digest(x2 + msg + y2), c3) else None
 
 
 def sm2_decrypt(ciphertext: str, private_key: str, profile: SM2Profile) -> bytes:
@@ -150,13 +149,13 @@ def sm2_decrypt(ciphertext: str, private_key: str, profile: SM2Profile) -> bytes
 def sm2_z(user_id: bytes, pub: ec.Point) -> bytes:
     """Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA)."""
     entl = (len(user_id) * 8).to_bytes(2, "big")
-    return sm3_digest(entl + user_id + _CURVE_BYTES + _b32(pub[0]) + _b32(pub[1]))
+    return sm3.sm3_digest(entl + user_id + _CURVE_BYTES + _b32(pub[0]) + _b32(pub[1]))
 
 
 def _digest(message: bytes, pub: ec.Point, profile: SM2SignProfile) -> int:
     if profile.legacy_no_z:
-        return int.from_bytes(sm3_digest(message), "big")
-    return int.from_bytes(sm3_digest(sm2_z(profile.user_id.encode("utf-8"), pub) + message), "big")
+        return int.from_bytes(sm3.sm3_digest(message), "big")
+    return int.from_bytes(sm3.sm3_digest(sm2_z(profile.user_id.encode("utf-8"), pub) + message), "big")
 
 
 def _sign_e(e: int, d: int, k: int | None = None) -> tuple[int, int]:
