@@ -158,5 +158,18 @@ def demo_command(port: int, sandbox_port: int, workers: int) -> None:
     run(port=port, sandbox_port=sandbox_port, workers=workers)
 
 
+def _attach_web_commands() -> None:
+    # Added by the web helper: the admin's `create-admin` command lives in web/cli.py (imported lazily
+    # so a core-only install still has a working `baosong`).
+    try:
+        from web.cli import create_admin_command
+    except ImportError:
+        return
+    main.add_command(create_admin_command)
+
+
+_attach_web_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -88,9 +88,26 @@ def make_plugin_manager(extra: list[ModuleType | object] | None = None, *, entry
                 except Exception as exc:  # one broken plugin must not take the platform down
                     LOAD_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
                     log.error("plugin %s failed to load: %s", ep.name, LOAD_ERRORS[ep.name])
-    for plugin in extra or []:
+    for plugin in [*(extra or []), *_plugins_from_environment()]:
         pm.register(plugin)
     return pm
+
+
+def _plugins_from_environment() -> list[object]:
+    """``BAOSONG_EXTRA_PLUGINS=module:attr,...``: plugins for a process started by a test or a
+    developer trying a plugin without packaging it (an attr that is a class is instantiated)."""
+    import importlib
+    import os
+
+    found = []
+    for spec in filter(None, os.environ.get("BAOSONG_EXTRA_PLUGINS", "").split(",")):
+        module_name, _, attr = spec.partition(":")
+        target = importlib.import_module(module_name)
+        if attr:
+            target = getattr(target, attr)
+            target = target() if isinstance(target, type) else target
+        found.append(target)
+    return found
 
 
 @functools.cache

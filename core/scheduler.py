@@ -80,10 +80,13 @@ def ensure_tasks() -> None:
 
 
 def hospital_data():
+    """The hospital source plugins read, wrapped so rows come out through each report type's active
+    field mapping (core.mapping; columns without a rule pass through unchanged)."""
     from core.hisdb import HospitalData
+    from core.mapping import MappedHospitalData
 
     overrides = {f"{q.report_type}:{q.name}": q.sql for q in db.session.execute(sa.select(ReportQuery)).scalars()}
-    return HospitalData(Config.from_env().his_database_url, overrides)
+    return MappedHospitalData(HospitalData(Config.from_env().his_database_url, overrides))
 
 
 def run_slot(report_type_name: str, slot: datetime, origin: str = "cron", *, enqueue: bool = True) -> list[int]:
@@ -98,10 +101,16 @@ def run_slot(report_type_name: str, slot: datetime, origin: str = "cron", *, enq
         db.session.rollback()
         return []  # another scheduler, or an earlier run, already planned this slot
     try:
+        source = hospital_data()
         plans = reg.hook(report_type_name, "schedule")(
             report_type=report_type, slot=slot.astimezone(ZoneInfo(report_type.timezone)),
-            source=hospital_data(), settings=settings.regulator_settings(report_type.regulator),
+            source=source, settings=settings.regulator_settings(report_type.regulator),
         ) or []
+        # Each upload records the field-mapping version its rows went through (None: no mapping saved).
+        version = source.version_for(report_type_name) if hasattr(source, "version_for") else None
+        for plan in plans:
+            if plan.mapping_version is None:
+                plan.mapping_version = version
         ids = ledger.record_plans(report_type, plans)
     except Exception as exc:
         db.session.rollback()
@@ -195,9 +204,14 @@ def _rq_scheduler():
     return Scheduler(queue=queue(), connection=connection())
 
 
+def task_job_id(report_type: str) -> str:
+    # RQ job ids allow letters, digits, '_' and '-' only.
+    return "baosong-task-" + report_type.replace(".", "__")
+
+
 def schedule_next_firing(task: Task, scheduler=None) -> datetime:
     scheduler = scheduler or _rq_scheduler()
-    job_id = f"baosong-task-{task.report_type}"
+    job_id = task_job_id(task.report_type)
     if job_id in scheduler:
         scheduler.cancel(job_id)
     nxt = next_runs(task.cron, task.timezone, clock.now(), 1)[0]

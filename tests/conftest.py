@@ -165,3 +165,22 @@ def echo(app, registry_with, serve):
     db.session.commit()
     return SimpleNamespace(plugin=plugin, url=url, state=regulator.config["STATE"], registry=reg,
                            token=SECRET_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def his_url(tmp_path_factory):
+    """A small demo hospital database (2025-02-01 .. 2025-02-18), generated once per session."""
+    from datetime import date
+
+    from core.demo_hospital import generate
+
+    path = tmp_path_factory.mktemp("his") / "hospital.db"
+    url = f"sqlite:///{path}"
+    generate(url, start=date(2025, 2, 1), end=date(2025, 2, 18))
+    return url
+
+
+@pytest.fixture
+def his(his_url, monkeypatch):
+    monkeypatch.setenv("HIS_DATABASE_URL", his_url)
+    return his_url

@@ -13,8 +13,8 @@ import time
 from flask import Flask, jsonify, request
 
 from core.hook_types import (
-    Outcome,
     OutboundRequest,
+    Outcome,
     Payload,
     Regulator,
     ReportType,

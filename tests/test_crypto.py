@@ -15,8 +15,10 @@ from core.crypto import (
     SM2Profile,
     SM2SignProfile,
     SM4Profile,
+    asn1,
     detect_sm2_profile,
     detect_sm4_profile,
+    ec,
     generate_sm2_keypair,
     hmac_sm3,
     mask_secret,
@@ -26,6 +28,8 @@ from core.crypto import (
     public_key_from_private,
     public_key_pem,
     self_test,
+    selftest,
+    sm2,
     sm2_decrypt,
     sm2_encrypt,
     sm2_sign,
@@ -35,7 +39,6 @@ from core.crypto import (
     sm4_decrypt,
     sm4_encrypt,
 )
-from core.crypto import asn1, ec, selftest, sm2
 
 VECTORS = json.loads((Path(__file__).parent / "crypto_vectors" / "openssl_sm2_sm4.json").read_text("utf-8"))
 
@@ -51,7 +54,7 @@ ALL_SM2_PROFILES = [SM2Profile(format="asn1", output=o) for o in ("hex", "HEX", 
 ]
 ALL_SM4_PROFILES = [
     SM4Profile(mode=m, padding=pad, key_format="hex", output=o, iv=iv)
-    for m, iv in (("ECB", None), ("CBC", None), ("CBC", "00" * 16), ("CBC", "000102030405060708090a0b0c0d0e0f"))
+    for m, iv in (("ECB", None), ("CBC", None), ("CBC", "00" * 16), ("CBC", bytes(range(16)).hex()))
     for pad in ("pkcs7", "zero", "none")
     for o in ("hex", "HEX", "base64")
 ]
@@ -77,9 +80,8 @@ def test_sm4_gbt32907_single_block():
     assert sm4_decrypt("681EDF34D206965E86B3E94F536E4246", SM4_KEY, prof) == bytes.fromhex(SM4_KEY)
 
 
-@pytest.mark.slow
 def test_sm4_gbt32907_million_iterations():
-    # Same engine as sm4_encrypt (cryptography's SM4-ECB), one reused encryptor: ~1 s instead of minutes.
+    # Same engine as sm4_encrypt (cryptography's SM4-ECB) with one reused encryptor: ~0.3 s, so not "slow".
     enc = Cipher(algorithms.SM4(bytes.fromhex(SM4_KEY)), modes.ECB()).encryptor()
     block = bytes.fromhex(SM4_KEY)
     for _ in range(1_000_000):
@@ -89,7 +91,8 @@ def test_sm4_gbt32907_million_iterations():
 
 def test_sm3_known_answers():
     assert sm3_hex(b"abc") == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
-    assert sm3_digest(b"abcd" * 16).hex() == "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+    abcd_64 = "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
+    assert sm3_digest(b"abcd" * 16).hex() == abcd_64
     assert sm3_hex(b"") == "1ab21d8355cfa17f8e61194831e81a8f22bec8c728fefb747ed035eb5082aa2b"
 
 
@@ -271,7 +274,7 @@ def test_sm2_one_byte_messages_never_fail(keypair):
     # ~1/256 of 1-byte encryptions hit an all-zero KDF output: must retry internally, never fail.
     d, p = keypair
     prof = SM2Profile()
-    for i in range(600):
+    for i in range(256):
         m = bytes([i % 256])
         assert sm2_decrypt(sm2_encrypt(m, p, prof), d, prof) == m
 
@@ -449,7 +452,7 @@ def test_openssl_vectors_committed_decrypt_and_verify():
 def test_public_key_formats(keypair):
     d, p = keypair
     xy = p[2:]
-    x, y = int(xy[:64], 16), int(xy[64:], 16)
+    y = int(xy[64:], 16)
     compressed = ("03" if y & 1 else "02") + xy[:64]
     pem = public_key_pem(p)
     der = base64.b64decode("".join(pem.strip().splitlines()[1:-1]))
@@ -488,10 +491,11 @@ def test_public_key_on_other_curve_is_rejected():
     from cryptography.hazmat.primitives.asymmetric import ec as cec
 
     k = cec.generate_private_key(cec.SECP256R1())
-    der = k.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    enc, fmt = serialization.Encoding, serialization.PublicFormat
+    der = k.public_key().public_bytes(enc.DER, fmt.SubjectPublicKeyInfo)
     with pytest.raises(CryptoError, match="1.2.840.10045.3.1.7"):
         normalize_public_key(der)
-    p8 = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    p8 = k.private_bytes(enc.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     with pytest.raises(CryptoError, match="not SM2"):
         normalize_private_key(p8.decode())
 
@@ -501,7 +505,8 @@ def test_private_key_formats(keypair):
     pem = private_key_pem(d)
     der = base64.b64decode("".join(pem.strip().splitlines()[1:-1]))
     sec1 = asn1.encode_ec_private(int(d, 16), bytes.fromhex(p), with_params=True)
-    sec1_pem = "-----BEGIN EC PRIVATE KEY-----\n" + base64.b64encode(sec1).decode() + "\n-----END EC PRIVATE KEY-----"
+    b64 = base64.b64encode(sec1).decode()
+    sec1_pem = f"-----BEGIN EC PRIVATE KEY-----\n{b64}\n-----END EC PRIVATE KEY-----"
     forms = [
         d, d.upper(), "00" + d, pem, pem.encode(), der, base64.b64encode(der).decode(), sec1, sec1_pem,
         sec1_pem.replace("EC PRIVATE", "SM2 PRIVATE"), bytes.fromhex(d),

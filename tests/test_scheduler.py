@@ -96,8 +96,8 @@ def test_redis_holds_the_schedule_rebuilt_from_the_database(echo, redis_conn):
     db.session.commit()
     sync_redis()
     ids = {job.id for job in Scheduler(queue=queue(), connection=redis_conn).get_jobs()}
-    assert {"baosong-tick", "baosong-sweep", "baosong-task-echo.hourly"} <= ids
-    assert "baosong-task-echo.monthly" not in ids
+    assert {"baosong-tick", "baosong-sweep", "baosong-task-echo__hourly"} <= ids
+    assert "baosong-task-echo__monthly" not in ids
 
 
 def test_only_one_of_two_schedulers_leads(echo, redis_conn):

@@ -36,7 +36,7 @@ def record(action: str, target: str = "", before: Any = None, after: Any = None,
 
 ACTION_LABELS = {
     "login": "登录",
-    "login_failed": "登录失败",
+    "login_locked": "登录锁定",
     "logout": "退出",
     "user.create": "新建用户",
     "user.update": "修改用户",
@@ -45,6 +45,7 @@ ACTION_LABELS = {
     "upload.resend": "更新重发",
     "upload.withdraw": "撤回上报",
     "upload.cancel": "取消上报",
+    "upload.export": "导出 Excel",
     "retry.bulk": "批量重试",
     "retry.bulk_stop": "停止批量重试",
     "retry.auto_stop": "自动重试开关",

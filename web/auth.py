@@ -24,7 +24,6 @@ from flask import (
     Flask,
     abort,
     current_app,
-    flash,
     g,
     redirect,
     render_template,

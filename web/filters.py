@@ -1,4 +1,4 @@
-"""Template filters: local time, status labels."""
+"""Template filters: local time, numbers, durations."""
 
 from __future__ import annotations
 
@@ -10,10 +10,35 @@ from core import clock
 
 
 def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A stored (naive UTC) or aware datetime in the hospital's time zone."""
     if value is None:
         return ""
     return clock.from_db(value).astimezone(clock.default_timezone()).strftime(fmt)
 
 
+def thousands(value: int | float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}"
+    return f"{int(value):,}"
+
+
+def ago(value: datetime | None) -> str:
+    """'3 分钟前' style age of a stored time."""
+    if value is None:
+        return ""
+    seconds = int((clock.now() - clock.from_db(value)).total_seconds())
+    if seconds < 60:
+        return "刚刚"
+    if seconds < 3600:
+        return f"{seconds // 60} 分钟前"
+    if seconds < 86400:
+        return f"{seconds // 3600} 小时前"
+    return f"{seconds // 86400} 天前"
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(thousands, "thousands")
+    app.add_template_filter(ago, "ago")

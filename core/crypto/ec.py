@@ -1,10 +1,11 @@
 """SM2 recommended-curve arithmetic (GB/T 32918.5) on Python ints, in Jacobian coordinates.
 
 Why our own code rather than pysmx's: pysmx's ``kG`` converts to and from hex strings on every call and
-its mixed addition has no doubling / inverse special cases (fine for its own ``k < n`` loop, wrong for a
-general ``sG + tP`` in verification).  Measured here: fixed-base comb for G about 0.2 ms, variable-base
-windowed multiplication about 2 ms, against about 3.5 ms for ``pysmx.SM2.kG``.  Python big ints are not
-constant time; the gateway threat model (server-side key, no co-resident attacker) accepts that.
+its mixed addition has no doubling / inverse special cases (fine inside its own ``k < n`` loop, wrong for a
+general ``sG + tP`` in verification).  Measured on the 2-core build machine: [k]G with the fixed-base comb
+table 0.6 ms, variable-base windowed [k]P 2.5 ms, [k]P with a cached per-key comb 0.6 ms, against 2.9 ms
+for ``pysmx.SM2.kG``.  Python big ints are not constant time; the gateway's threat model (keys on a server,
+no co-resident attacker timing single operations) accepts that, as every pure-Python SM2 does.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from flask import Flask, jsonify, request
 
 from core.crypto import hmac_sm3
 from core.hook_types import (
-    Outcome,
     OutboundRequest,
+    Outcome,
     Payload,
     Regulator,
     ReportType,
@@ -29,7 +29,7 @@ REPORT = ReportType(
     catch_up="all",
     queries={
         "visits": "SELECT COUNT(*) AS visits FROM registrations "
-        "WHERE registered_at >= :start AND registered_at < :end",
+        "WHERE visit_type = 'outpatient' AND status = 'valid' AND reg_time >= :start AND reg_time < :end",
     },
 )
 

@@ -1,0 +1,138 @@
+"""配置管理 › 监管平台设置: settings through core.settings, write-only secrets, admin-only keys, connection tests
+and the SM4/SM2 known-answer check."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from test_web_support import login
+
+from core.hook_types import Regulator, SettingField
+from core.hookspecs import hookimpl
+from core.models import AuditLog
+
+SECRET = "authcode-VERY-secret-9876"
+
+
+def _audit(action: str) -> list[AuditLog]:
+    from core.db import db
+
+    return db.session.execute(db.select(AuditLog).filter_by(action=action).order_by(AuditLog.id)).scalars().all()
+
+
+def test_configuration_pages_are_in_the_navigation(app):
+    client = login(app, "viewer")
+    page = client.get("/config/").get_data(as_text=True)
+    assert 'href="/config/"' in page and "科室字典映射" in page and "字段映射配置" in page
+    assert client.get("/config/regulators/").status_code == 200
+
+
+def test_operator_edits_settings_but_only_admin_changes_keys(app):
+    from core import settings
+
+    operator = login(app, "operator")
+    page = operator.get("/config/regulators/keydata").get_data(as_text=True)
+    assert 'name="auth_code"' in page and "disabled" in page
+    answer = operator.post("/config/regulators/keydata", {"org_code": "H36110200001", "timeout": "12"})
+    assert answer.status_code == 302
+    assert settings.regulator_settings("keydata").get("org_code") == "H36110200001"
+    refused = operator.post("/config/regulators/keydata", {"org_code": "CHANGED", "auth_code": SECRET},
+                            follow_redirects=True).get_data(as_text=True)
+    assert "只有管理员可以更换密钥" in refused and "未保存任何设置" in refused
+    assert settings.regulator_settings("keydata").get("org_code") == "H36110200001"  # nothing applied
+    assert settings.regulator_settings("keydata").get("auth_code") == ""
+
+    admin = login(app, "admin")
+    admin.post("/config/regulators/keydata", {"auth_code": SECRET})
+    assert settings.regulator_settings("keydata").get("auth_code") == SECRET
+    page = admin.get("/config/regulators/keydata").get_data(as_text=True)
+    assert SECRET not in page and "已设置：" in page  # masked, never revealed
+    admin.post("/config/regulators/keydata", {"auth_code": "", "org_code": "H36110200001"})  # empty = unchanged
+    assert settings.regulator_settings("keydata").get("auth_code") == SECRET
+    entries = _audit("regulator.settings")
+    assert SECRET not in repr([(e.before, e.after) for e in entries])
+    assert entries[-1].after == {"auth_code": "（已更换）"}
+
+
+def test_choice_settings_are_validated(app):
+    admin = login(app, "admin")
+    page = admin.post("/config/regulators/keydata", {"sm4_mode": "XTS"}, follow_redirects=True).get_data(as_text=True)
+    assert "应为 ECB、CBC 之一" in page
+
+
+def test_generic_connection_test_reports_reachable_status_and_latency(app, serve):
+    from core import settings
+    from core.db import db
+
+    target = Flask("regulator")
+
+    @target.get("/api/upload")
+    def upload():
+        return "method not allowed here", 405
+
+    url = serve(target)
+    settings.save_regulator_setting("keydata", "hospital_daily_url", f"{url}/api/upload")
+    settings.save_regulator_setting("keydata", "dept_daily_url", "http://127.0.0.1:9/closed")
+    db.session.commit()
+    client = login(app, "operator")
+    html = client.post("/config/regulators/keydata/test").get_data(as_text=True)
+    assert "部分地址不可达" in html and "405" in html and "可达" in html and "无法连接" in html
+    assert re.search(r"\d+ ms", html)
+    assert _audit("regulator.test")[-1].after == {"ok": False}
+
+
+class ProbePlugin:
+    """A plugin offering its own test_connection (a harmless request of its protocol)."""
+
+    @hookimpl
+    def register_regulators(self):
+        return [Regulator("probe", "探测平台", settings=(SettingField("url", "地址"),
+                                                         SettingField("token", "令牌", secret=True)))]
+
+    def test_connection(self, settings):
+        return True, f"平台应答正常，令牌 {settings.get('token')} 有效"
+
+
+def test_plugin_connection_test_is_used_and_never_echoes_secrets(app, registry_with):
+    from core import settings
+    from core.db import db
+
+    registry_with(ProbePlugin())
+    settings.save_regulator_setting("probe", "token", "tok-SECRET-1")
+    db.session.commit()
+    html = login(app, "operator").post("/config/regulators/probe/test").get_data(as_text=True)
+    assert "连接正常" in html and "平台应答正常" in html and "tok-SECRET-1" not in html
+
+
+def test_known_answer_finds_the_sm4_profile_and_admin_applies_it(app):
+    from core import settings
+    from core.crypto import SM4Profile, sm4_encrypt
+
+    key = "0123456789abcdeffedcba9876543210"
+    profile = SM4Profile(mode="CBC", padding="pkcs7", key_format="hex", output="base64", iv="0" * 32)
+    ciphertext = sm4_encrypt(b'{"orgCode":"H1"}', key, profile)
+    admin = login(app, "admin")
+    html = admin.post("/config/regulators/keydata/known-answer",
+                      {"algorithm": "sm4", "key": key, "plaintext": '{"orgCode":"H1"}',
+                       "ciphertext": ciphertext}).get_data(as_text=True)
+    assert profile.describe() in html and "应用到设置" in html and key not in html
+    miss = admin.post("/config/regulators/keydata/known-answer",
+                      {"algorithm": "sm4", "key": key, "plaintext": "其他", "ciphertext": ciphertext})
+    assert "没有任何参数组合" in miss.get_data(as_text=True)
+    admin.post("/config/regulators/keydata/apply-sm4", profile.to_dict())
+    stored = settings.regulator_settings("keydata")
+    assert (stored.get("sm4_mode"), stored.get("sm4_output"), stored.get("sm4_iv")) == ("CBC", "base64", "0" * 32)
+    operator = login(app, "operator")
+    assert operator.post("/config/regulators/keydata/apply-sm4", profile.to_dict()).status_code == 403
+
+
+def test_known_answer_sm2(app):
+    from core.crypto import SM2Profile, generate_sm2_keypair, sm2_encrypt
+
+    private, public = generate_sm2_keypair()
+    profile = SM2Profile(order="C1C2C3", c1_prefix=False, output="HEX")
+    ciphertext = sm2_encrypt(b"hello", public, profile)
+    html = login(app, "operator").post("/config/regulators/keydata/known-answer", {
+        "algorithm": "sm2", "key": private, "plaintext": "hello", "ciphertext": ciphertext}).get_data(as_text=True)
+    assert profile.describe() in html and private not in html

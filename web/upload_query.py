@@ -1,0 +1,188 @@
+"""The upload-log filter, shared by the log page, its Excel export and bulk retry.
+
+The filter lives in the URL (bookmarkable). Listing uses keyset pagination on (created_at, id) — the
+indexes (created_at), (report_type, created_at) and (status, created_at) serve both the filter and the
+order (SQLite appends the rowid to every index; PostgreSQL uses an incremental sort), so a page costs the
+same at a million rows as at a thousand. The count is capped (COUNT_CAP): beyond it the page says
+"超过 10,000 条" instead of scanning everything on each click.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime, time, timedelta
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+
+from core import clock
+from core.db import db
+from core.models import Upload, UploadStatus
+
+PAGE_SIZE = 50
+COUNT_CAP = 10_000
+FAILURE_STATUSES = (UploadStatus.FAILED, UploadStatus.RETRY_WAIT, UploadStatus.REJECTED)
+STATUS_CHOICES = [("failures", "全部失败（失败/待重试/被拒绝）")] + [(s, UploadStatus.LABELS[s]) for s in UploadStatus.ALL]
+
+# Columns the list needs (not rows/result, which can be large).
+LIST_COLUMNS = (
+    Upload.id, Upload.created_at, Upload.report_type, Upload.period, Upload.department, Upload.status,
+    Upload.attempts, Upload.last_code, Upload.last_message, Upload.business_key, Upload.operation,
+)
+
+
+def _parse_day(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        return None
+
+
+@dataclass
+class UploadFilter:
+    start: str = ""  # YYYY-MM-DD, local
+    end: str = ""  # YYYY-MM-DD, local, inclusive
+    report_type: str = ""
+    status: str = ""  # an UploadStatus, or "failures"
+    department: str = ""
+    q: str = ""  # free text on business keys (msgid, application no., ID/card number...)
+    order: str = "desc"
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> UploadFilter:
+        values = {f.name: (args.get(f.name) or "").strip()[:200] for f in fields(cls)}
+        flt = cls(**values)
+        if flt.order not in ("asc", "desc"):
+            flt.order = "desc"
+        if flt.status and flt.status != "failures" and flt.status not in UploadStatus.ALL:
+            flt.status = ""
+        if not _parse_day(flt.start):
+            flt.start = ""
+        if not _parse_day(flt.end):
+            flt.end = ""
+        return flt
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v and not (k == "order" and v == "desc")}
+
+    def query_string(self, **changes) -> str:
+        values = {**self.as_dict(), **{k: v for k, v in changes.items() if v is not None}}
+        return urlencode({k: v for k, v in values.items() if v})
+
+    @property
+    def active(self) -> bool:
+        return any(v for k, v in self.as_dict().items() if k != "order")
+
+    def conditions(self, *, failures_only: bool = False) -> list:
+        tz = clock.default_timezone()
+        where = []
+        start, end = _parse_day(self.start), _parse_day(self.end)
+        if start:
+            where.append(Upload.created_at >= clock.utc_naive(datetime.combine(start, time(), tz)))
+        if end:
+            where.append(Upload.created_at < clock.utc_naive(datetime.combine(end + timedelta(days=1), time(), tz)))
+        if self.report_type:
+            where.append(Upload.report_type == self.report_type)
+        statuses = self.statuses()
+        if failures_only:
+            statuses = [s for s in (statuses or FAILURE_STATUSES) if s in FAILURE_STATUSES] or ["-none-"]
+        if statuses:
+            where.append(Upload.status == statuses[0] if len(statuses) == 1 else Upload.status.in_(statuses))
+        if self.department:
+            where.append(Upload.department == self.department)
+        if self.q:
+            pattern = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(Upload.search_text.ilike(pattern, escape="\\"))
+        return where
+
+    def statuses(self) -> list[str]:
+        if self.status == "failures":
+            return list(FAILURE_STATUSES)
+        return [self.status] if self.status else []
+
+
+def _order(flt: UploadFilter, reverse: bool = False):
+    descending = (flt.order == "desc") != reverse
+    return (Upload.created_at.desc(), Upload.id.desc()) if descending else (Upload.created_at.asc(), Upload.id.asc())
+
+
+def encode_cursor(created_at: datetime, upload_id: int) -> str:
+    return f"{created_at.isoformat(timespec='microseconds')}_{upload_id}"
+
+
+def decode_cursor(value: str | None) -> tuple[datetime, int] | None:
+    if not value or "_" not in value:
+        return None
+    stamp, _, ident = value.rpartition("_")
+    try:
+        return datetime.fromisoformat(stamp), int(ident)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Page:
+    rows: list
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+def page(flt: UploadFilter, *, after: str | None = None, before: str | None = None,
+         size: int = PAGE_SIZE) -> Page:
+    """One page of the filtered log, keyset-paginated: ``after`` the last row shown (next page) or
+    ``before`` the first one (previous page)."""
+    where = flt.conditions()
+    key = sa.tuple_(Upload.created_at, Upload.id)
+    cursor_after, cursor_before = decode_cursor(after), decode_cursor(before)
+    reverse = False
+    if cursor_after:
+        where.append(key < cursor_after if flt.order == "desc" else key > cursor_after)
+    elif cursor_before:
+        where.append(key > cursor_before if flt.order == "desc" else key < cursor_before)
+        reverse = True
+    query = sa.select(*LIST_COLUMNS).where(*where).order_by(*_order(flt, reverse)).limit(size + 1)
+    rows = list(db.session.execute(query).all())
+    more = len(rows) > size
+    rows = rows[:size]
+    if reverse:
+        rows.reverse()
+    if not rows:
+        return Page([], None, None)
+    first, last = rows[0], rows[-1]
+    has_next = more if not reverse else True
+    has_prev = (more if reverse else bool(cursor_after))
+    return Page(
+        rows,
+        encode_cursor(last.created_at, last.id) if has_next else None,
+        encode_cursor(first.created_at, first.id) if has_prev else None,
+    )
+
+
+def capped_count(flt: UploadFilter, cap: int | None = None, *, failures_only: bool = False) -> tuple[int, bool]:
+    """(count, exact): counts at most ``cap + 1`` matching rows so a broad filter stays cheap."""
+    cap = COUNT_CAP if cap is None else cap
+    inner = sa.select(Upload.id).where(*flt.conditions(failures_only=failures_only)).limit(cap + 1).subquery()
+    count = db.session.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one()
+    return (cap, False) if count > cap else (count, True)
+
+
+def exact_count(flt: UploadFilter, *, failures_only: bool = False) -> int:
+    return db.session.execute(
+        sa.select(sa.func.count(Upload.id)).where(*flt.conditions(failures_only=failures_only))
+    ).scalar_one()
+
+
+EXPORT_COLUMNS = (
+    Upload.id, Upload.created_at, Upload.report_type, Upload.period, Upload.department, Upload.business_key,
+    Upload.operation, Upload.status, Upload.attempts, Upload.last_code, Upload.last_message, Upload.finished_at,
+)
+
+
+def export_rows(flt: UploadFilter, batch: int = 2000):
+    """Every matching row, in the page's order, fetched in batches (server-side cursor on PostgreSQL)."""
+    query = sa.select(*EXPORT_COLUMNS).where(*flt.conditions()).order_by(*_order(flt))
+    result = db.session.execute(query.execution_options(yield_per=batch, stream_results=True))
+    yield from result
