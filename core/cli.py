@@ -95,10 +95,10 @@ def sandbox_command(host: str, port: int, config_path: str | None) -> None:
     from werkzeug.serving import run_simple
 
     from core.config import instance_dir
-    from core.sandbox import combined_app, load_configs
+    from core.sandbox import RawHeadersHandler, combined_app, load_configs
 
     path = Path(config_path) if config_path else instance_dir() / "sandbox.json"
-    run_simple(host, port, combined_app(load_configs(path)), threaded=True)
+    run_simple(host, port, combined_app(load_configs(path)), threaded=True, request_handler=RawHeadersHandler)
 
 
 def _parse_local(value: str, tz: str) -> datetime:

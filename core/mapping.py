@@ -763,13 +763,20 @@ class MappedHospitalData:
         mapping = self.mapping_for(report_type)
         return mapping.version if mapping is not None else None
 
-    def query(self, report_type: Any, name: str, **params: Any) -> list[dict[str, Any]]:
+    def query(self, report_type: Any, name: str, /, **params: Any) -> list[dict[str, Any]]:
         rows = self.source.query(report_type, name, **params)
         type_name = report_type if isinstance(report_type, str) else report_type.name
         mapping = self.mapping_for(type_name)
         return mapping.apply(name, rows) if mapping is not None else rows
 
+    def scalar(self, report_type: Any, name: str, /, **params: Any) -> Any:
+        """The first column of the first mapped row (a rule targeting that column replaces it in place)."""
+        rows = self.query(report_type, name, **params)
+        return next(iter(rows[0].values()), None) if rows else None
+
     def __getattr__(self, attr: str) -> Any:
+        if attr == "source":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(attr)
         return getattr(self.source, attr)
 
     def _load(self, report_type: str) -> CompiledMapping | None:

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from core import clock, ledger, settings
 from core.db import db
-from core.errors import BaosongError
+from core.errors import AlreadyDelivered, BaosongError, RetryLater
 from core.hook_types import Outcome, Payload, Response, UploadContext
 from core.models import Attempt, Upload, UploadStatus
 from core.plugins import registry
@@ -101,6 +101,15 @@ def attempt(upload_id: int, expected_attempts: int) -> str:
         if outcome is None:
             raise BaosongError(f"插件没有为 {report_type.name} 实现 parse_response")
         if outcome.kind == "retry" and _maybe_delivered(response):
+            upload.delivery_uncertain = True
+    except AlreadyDelivered as exc:
+        outcome = Outcome(kind="success", code=exc.code, message=redact(str(exc), secrets), result=exc.result,
+                          search_keys=exc.search_keys)
+        if not sent:
+            record.url = record.url or "（未发送：监管平台已有该记录）"
+    except RetryLater as exc:
+        outcome = Outcome(kind="retry", message=redact(str(exc), secrets))
+        if sent:
             upload.delivery_uncertain = True
     except BaosongError as exc:
         outcome = Outcome(kind="retry" if sent else "reject", message=redact(str(exc), secrets))

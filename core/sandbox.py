@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
 from core.plugins import registry
@@ -24,6 +24,16 @@ def combined_app(configs: dict[str, dict]):
     return DispatcherMiddleware(listing, mounts)
 
 
+class RawHeadersHandler(WSGIRequestHandler):
+    """Keeps the request's headers as sent in ``environ["baosong.raw_headers"]``: the WSGI environ
+    drops names with '_' (Alibaba CSB's ``_api_*`` headers), which a sandbox must verify."""
+
+    def make_environ(self):
+        environ = super().make_environ()
+        environ["baosong.raw_headers"] = list(self.headers.items())
+        return environ
+
+
 def load_configs(path: Path) -> dict[str, dict]:
     return json.loads(path.read_text("utf-8")) if path.exists() else {}
 
@@ -33,7 +43,7 @@ class ServerThread(threading.Thread):
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         super().__init__(daemon=True)
-        self.server = make_server(host, port, app, threaded=True)
+        self.server = make_server(host, port, app, threaded=True, request_handler=RawHeadersHandler)
         self.url = f"http://{host}:{self.server.server_port}"
 
     def run(self) -> None:

@@ -69,6 +69,33 @@ def database_url(tmp_path):
     os.environ.pop("DATABASE_URL", None)
 
 
+_sqlite_template: dict[str, Path] = {}
+
+
+def _fresh_schema(database_url: str) -> None:
+    """An empty schema, fast: SQLite copies a template file made once per session (DDL with fsync is
+    slow); PostgreSQL creates missing tables and truncates all."""
+    import sqlalchemy as sa
+
+    from core.db import db
+
+    if database_url.startswith("sqlite:///"):
+        if "path" not in _sqlite_template:
+            template = _INSTANCE / "schema-template.db"
+            engine = sa.create_engine(f"sqlite:///{template}")
+            db.metadata.create_all(engine)
+            engine.dispose()
+            _sqlite_template["path"] = template
+        db.engine.dispose()
+        shutil.copyfile(_sqlite_template["path"], database_url.removeprefix("sqlite:///"))
+        db.create_all()  # tables of models imported after the template was made
+    else:
+        db.create_all()
+        names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
 def app(database_url, redis_conn):
     """The admin app on a fresh database, with an application context pushed."""
@@ -80,13 +107,10 @@ def app(database_url, redis_conn):
     application = create_app()
     application.config["TESTING"] = True
     with application.app_context():
-        db.drop_all()
-        db.create_all()
+        _fresh_schema(database_url)
         ensure_tasks()
         yield application
         db.session.remove()
-        if USING_POSTGRES:
-            db.drop_all()
         db.engine.dispose()
     clock.freeze(None)
 

@@ -201,3 +201,40 @@ def test_every_save_is_a_version_and_restore_makes_a_new_equal_one(app):
     assert diff["gend"].status == "added"
     with pytest.raises(MappingError, match="没有字段映射版本 v9"):
         restore("t.daily", 9, "carol")
+
+
+def test_mapped_source_applies_the_active_version_once_per_run(app, tmp_path):
+    """MappedHospitalData over the real HospitalData and a demo hospital database."""
+    pytest.importorskip("core.hisdb")
+    from datetime import date
+
+    from core.db import db
+    from core.demo_hospital import generate
+    from core.hisdb import HospitalData
+    from core.hook_types import ReportType
+    from core.mapping import MappedHospitalData
+
+    url = f"sqlite:///{tmp_path / 'his.db'}"
+    generate(url, start=date(2025, 2, 17), end=date(2025, 2, 17))
+    report = ReportType("t.daily", "测试", "t", schema=SCHEMA, queries={
+        "count": "SELECT COUNT(*) AS value, 'x' AS other FROM registrations WHERE reg_time < :end"})
+    plain = HospitalData(url)
+    raw = plain.scalar(report, "count", end="2025-02-18 00:00:00")
+    assert raw > 0
+
+    unmapped = MappedHospitalData(plain)
+    assert unmapped.version_for("t.daily") is None
+    assert unmapped.query(report, "count", end="2025-02-18 00:00:00") == [{"value": raw, "other": "x"}]
+
+    save_version("t.daily", [{"target": "value", "kind": "expression", "source": "value * 2"},
+                             {"target": "visits", "source": "value", "convert": "integer"}], "alice", "乘二")
+    db.session.commit()
+    source = MappedHospitalData(plain)
+    assert source.scalar(report, "count", end="2025-02-18 00:00:00") == raw * 2  # replaced in place
+    assert source.query(report, "count", end="2025-02-18 00:00:00") == [{"value": raw * 2, "other": "x",
+                                                                       "visits": raw}]
+    save_version("t.daily", [], "bob", "清空")
+    db.session.commit()
+    assert source.version_for("t.daily") == 1  # one run, one version
+    assert MappedHospitalData(plain).version_for("t.daily") == 2
+    assert MappedHospitalData(plain).dialect == plain.dialect  # everything else is the wrapped source's

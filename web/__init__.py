@@ -70,6 +70,7 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     _register_config_blueprints(app)
     _register_plugin_blueprints(app)
     _error_pages(app)
+    _ensure_tables(app)
 
     @app.context_processor
     def _layout_context() -> dict:
@@ -86,6 +87,17 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
         return response
 
     return app
+
+
+def _ensure_tables(app: Flask) -> None:
+    """The admin's own tables exist wherever the admin runs (``init-db`` may predate them)."""
+    from web.models import ensure_tables
+
+    try:
+        with app.app_context():
+            ensure_tables()
+    except Exception as exc:  # the database may not be reachable yet: pages will say so
+        log.warning("could not check the admin's tables: %s", exc)
 
 
 def _register_config_blueprints(app: Flask) -> None:

@@ -15,12 +15,12 @@ def create_admin_command(username: str, reset: bool) -> None:
     from core.db import db
     from web import audit, create_app
     from web.auth import hash_password
-    from web.models import Role, User
+    from web.models import Role, User, ensure_tables
     from web.users import create_user, generate_password
 
     app = create_app()
     with app.app_context():
-        db.metadata.create_all(db.engine, tables=[User.__table__])
+        ensure_tables()
         user = db.session.execute(
             sa.select(User).where(sa.func.lower(User.username) == username.lower())
         ).scalar_one_or_none()

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from core import clock, ledger, pipeline
 from core.db import db
-from core.errors import ConfigurationError, RejectUpload
+from core.errors import AlreadyDelivered, ConfigurationError, RejectUpload, RetryLater
 from core.hook_types import OutboundRequest, Outcome, Payload, Response, Settings, UploadContext, UploadPlan
 from core.models import Upload, UploadStatus
 from core.plugins import registry
@@ -23,15 +23,13 @@ from plugins.twopath.models import SignIn
 
 REGULATOR = "twopath"
 SYNC = "twopath.sync"
-# A request that is never sent: a re-send whose query showed the platform already has the filing.
-NOT_SENT_URL = "twopath:未发送（重发前查询确认平台已有该备案）"
 SIGN_EXPIRED = "SIGN_EXPIRED"
 QUERY_FIRST = "QUERY_FIRST"
 
 
-class TransientError(RuntimeError):
-    """Something needed before sending failed (sign-in, the query before a re-send): the core records
-    an exception as a retry, and nothing was sent. (A BaosongError would be recorded as a rejection.)"""
+class TransientError(RetryLater):
+    """Something needed before sending failed (sign-in, the query before a re-send): a retryable
+    failure, and nothing was sent."""
 
 
 def interface_of(upload: UploadContext) -> str:
@@ -171,7 +169,12 @@ def build(upload: UploadContext) -> Payload:
     if infno in ("2511", "2503") and (upload.resend or row.get("query_first")):
         found = query_before_resend(upload, infno, row)
         if found is not None:
-            return Payload(records=[], document={QUERY_FIRST: True, **found})
+            appno = found.get("appno", "")
+            raise AlreadyDelivered(
+                f"重发前查询【{found.get('query_infno')}】确认平台已有该备案，未重复申请"
+                + (f"；申请号 {appno}" if appno else "；查询结果未给出申请号"),
+                result={"appno": appno, "found_by_query": True, "platform_status": found.get("status", "")},
+                code=QUERY_FIRST, search_keys=[appno])
     input_node = protocol.build_input(infno, _flat_values(infno, row["input"]))
     problems = protocol.validate_input(infno, input_node)
     if problems:  # also checked by the core for the named report types; sync queries are checked here
@@ -222,9 +225,6 @@ def _flat_values(infno: str, input_node: dict[str, Any]) -> dict[str, Any]:
 
 def sign_request(upload: UploadContext, payload: Payload) -> OutboundRequest:
     document = payload.document
-    if isinstance(document, dict) and document.get(QUERY_FIRST):
-        text = json.dumps(document, ensure_ascii=False)
-        return OutboundRequest(url=NOT_SENT_URL, body="", plaintext=text)
     settings = upload.settings
     infno = document["infno"]
     body = json.dumps(document, ensure_ascii=False)  # json escapes " and \ as 1.4 asks
@@ -249,24 +249,9 @@ def sign_request(upload: UploadContext, payload: Payload) -> OutboundRequest:
     )
 
 
-def post_not_sent(request: OutboundRequest) -> Response | None:
-    """The plugin's post hook: answers the never-sent request locally; everything else goes to core.http."""
-    if request.url == NOT_SENT_URL:
-        return Response(status=None, body=request.plaintext)
-    return None
-
-
 def parse(upload: UploadContext, response: Response) -> Outcome:
     infno = interface_of(upload)
     row = upload.rows[0]
-    if response.status is None and response.error is None:  # the never-sent request of a re-send
-        found = json.loads(response.body)
-        appno = found.get("appno", "")
-        return Outcome("success", QUERY_FIRST,
-                       f"重发前查询【{found.get('query_infno')}】确认平台已有该备案，未重复申请"
-                       + (f"；申请号 {appno}" if appno else "；查询结果未给出申请号"),
-                       result={"appno": appno, "found_by_query": True, "platform_status": found.get("status", "")},
-                       search_keys=[appno])
     if response.status is None:
         return Outcome("retry", None, response.error or "网络错误")
     if response.status in (401, 403):

@@ -135,11 +135,6 @@ def sign(upload: UploadContext, payload: Payload) -> OutboundRequest:
 
 
 @hookimpl
-def post(upload: UploadContext, request: OutboundRequest) -> Response | None:
-    return client.post_not_sent(request)
-
-
-@hookimpl
 def parse_response(upload: UploadContext, response: Response) -> Outcome:
     return client.parse(upload, response)
 

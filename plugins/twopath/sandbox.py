@@ -173,21 +173,10 @@ def make_app(config: dict[str, Any]) -> Flask:
 
 def raw_headers(environ: dict[str, Any]) -> dict[str, str]:
     """The request's headers including those with underscores (CSB's ``_api_*``), which WSGI servers
-    drop from the environ (werkzeug and gunicorn both do, to stop header spoofing). Read from
-    ``environ["baosong.raw_headers"]`` when the server provides it, else from werkzeug's request
-    handler up the call stack (the dev server ``baosong sandbox`` and the tests use)."""
-    import inspect
-
-    from werkzeug.serving import WSGIRequestHandler
-
+    drop from the environ to stop header spoofing; Baosong's servers (core.sandbox.RawHeadersHandler)
+    keep them in ``environ["baosong.raw_headers"]``."""
     if "baosong.raw_headers" in environ:
         return {k.lower(): v for k, v in environ["baosong.raw_headers"]}
-    frame = inspect.currentframe()
-    while frame is not None:
-        handler = frame.f_locals.get("self")
-        if isinstance(handler, WSGIRequestHandler):
-            return {k.lower(): v for k, v in handler.headers.items()}
-        frame = frame.f_back
     return {k.lower(): v for k, v in request.headers.items()}
 
 
