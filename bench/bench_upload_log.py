@@ -121,7 +121,7 @@ def measure(url_db: str, count: int, *, export: bool, engine_options: dict | Non
     import sqlalchemy as sa
 
     from core.db import db
-    from web import create_app
+    from web import create_app, search_index
 
     os.environ["DATABASE_URL"] = url_db
     app = create_app()
@@ -134,6 +134,9 @@ def measure(url_db: str, count: int, *, export: bool, engine_options: dict | Non
         started = time.perf_counter()
         needle = populate(db.engine, count)
         results["insert_s"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        results["search_index"] = search_index.install(db.engine)
+        results["search_index_build_s"] = round(time.perf_counter() - started, 1)
         with db.engine.begin() as conn:
             conn.execute(sa.text("ANALYZE"))
         client = _login(app)
@@ -257,7 +260,8 @@ def _pg_schema(url: str, schema: str, *, create: bool) -> None:
 
 
 def _print(result: dict) -> None:
-    print(f"  inserted in {result['insert_s']} s")
+    print(f"  inserted in {result['insert_s']} s; free-text index: {result['search_index']} "
+          f"(built in {result['search_index_build_s']} s)")
     for name, value in result.items():
         if isinstance(value, dict):
             details = ", ".join(f"{k}={v}" for k, v in value.items() if k != "s" and v != "")

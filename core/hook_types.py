@@ -72,7 +72,9 @@ class UploadPlan:
 
     business_key: str  # unique per report type: planning the same key twice creates nothing new
     period: str  # the period label the regulator sees, e.g. statDate "2025/02/17 07:59:59"
-    rows: list[dict[str, Any]]  # collected data, frozen in the ledger so a retry sends the same thing
+    # Collected data, frozen in the ledger so a retry sends the same thing. None: nothing to send, the
+    # plan only records its held-back records (e.g. no department of the period is mapped yet).
+    rows: list[dict[str, Any]] | None
     department: str | None = None
     idempotency_key: str | None = None  # e.g. a msgid; the core makes a random one when None
     operation: Literal["new", "update", "delete"] = "new"
@@ -81,6 +83,7 @@ class UploadPlan:
     watermark: tuple[str, str] | None = None
     held_back: list[Problem] = field(default_factory=list)  # records kept out of this upload, with reasons
     search_keys: list[str] = field(default_factory=list)  # extra keys the upload log can be searched by
+    parent_id: int | None = None  # the upload this one follows up (a re-send with corrections, a withdrawal)
 
 
 @dataclass

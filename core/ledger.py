@@ -51,7 +51,7 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
                     reason=problem.reason,
                 )
             )
-        if exists is None:
+        if exists is None and plan.rows is not None:
             upload = Upload(
                 report_type=report_type.name,
                 business_key=plan.business_key,
@@ -63,6 +63,7 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
                 mapping_version=plan.mapping_version,
                 search_text=search_text([plan.business_key, plan.idempotency_key or "", *plan.search_keys]),
                 created_by=actor,
+                parent_id=plan.parent_id,
                 status=UploadStatus.PENDING,
             )
             db.session.add(upload)

@@ -63,6 +63,7 @@ def test_nothing_is_visible_without_login_except_static(app):
     assert polled.status_code == 401 and "/login" in polled.headers["HX-Redirect"]
 
 
+@pytest.mark.slow
 def test_login_failures_look_the_same_and_lock_by_user_and_address(app):
     make_user("alice", "operator")
     client = app.test_client()
@@ -281,6 +282,7 @@ def test_cancel_an_upload(app, webtest):
 
 # --- retries ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bulk_retry_shows_count_then_retries_in_background(app, webtest, work):
     webtest.failing = True
     settings.set_flag("retry_max", "0")
@@ -391,6 +393,7 @@ def test_task_changes_reach_rq_scheduler(app, webtest, redis_conn):
     assert task_jobs(Scheduler(queue=queue(), connection=connection()), "webtest.daily") == []
 
 
+@pytest.mark.slow
 def test_backfill_preview_counts_slots_and_backfill_plans_them(app, webtest, work):
     task = db.session.execute(sa.select(Task).filter_by(report_type="webtest.daily")).scalar_one()
     operator = login(app, "operator")
@@ -419,6 +422,7 @@ def test_pages_work_when_redis_is_down(app, webtest, monkeypatch):
 
 # --- dashboard ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_dashboard_progress_alerts_and_warnings(app, webtest):
     clock.freeze(datetime(2025, 3, 10, 14, 20, tzinfo=SHANGHAI))
     webtest.failing = False
@@ -480,6 +484,7 @@ def test_period_day_parsing():
 
 # --- users, audit, first admin ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_admin_manages_users_and_sees_the_audit_log(app):
     admin = login(app, "admin")
     created = admin.post("/users/", {"username": "bob", "role": "viewer"}).get_data(as_text=True)
@@ -504,6 +509,7 @@ def _me(client) -> int:
     return db.session.execute(sa.select(User.id).filter_by(username="admin-user")).scalar_one()
 
 
+@pytest.mark.slow
 def test_own_password_change(app):
     user = login(app, "viewer")
     bad = user.post("/users/me/password", {"current": "Passw0rd-123", "new": "short", "confirm": "short"})
@@ -554,3 +560,24 @@ def test_plugin_blueprints_are_registered_when_present(app):
 
 
 importlib = __import__("importlib")
+
+
+def test_free_text_search_through_the_trigram_index(app):
+    from web import search_index
+
+    assert search_index.install(db.engine)  # FTS5 trigram on SQLite, pg_trgm on PostgreSQL
+    ids = insert_uploads(20)
+    user = login(app, "viewer")
+    assert "共 <strong>1</strong> 条" in user.get("/uploads/?q=card000007").get_data(as_text=True)
+    assert "共 <strong>20</strong> 条" in user.get("/uploads/?q=bk").get_data(as_text=True)  # too short: scan
+    assert "共 <strong>10</strong> 条" in user.get("/uploads/?q=msg-0000").get_data(as_text=True)  # msg-00000..9
+    # A key added to an upload later (e.g. the regulator's application number) is found at once.
+    upload = db.session.get(Upload, ids[3])
+    upload.search_text += " APPNO-778899"
+    db.session.commit()
+    assert "共 <strong>1</strong> 条" in user.get("/uploads/?q=appno-778899").get_data(as_text=True)
+    db.session.delete(db.session.get(Upload, ids[3]))
+    db.session.commit()
+    assert "共 <strong>0</strong> 条" in user.get("/uploads/?q=appno-778899").get_data(as_text=True)
+    where = str(search_index.condition(db.engine, "card0000").compile(db.engine))
+    assert (search_index.FTS_TABLE in where) if db.engine.dialect.name == "sqlite" else ("ILIKE" in where.upper())

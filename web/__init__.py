@@ -91,11 +91,14 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
 
 def _ensure_tables(app: Flask) -> None:
     """The admin's own tables exist wherever the admin runs (``init-db`` may predate them)."""
+    from core.db import db
+    from web import search_index
     from web.models import ensure_tables
 
     try:
         with app.app_context():
             ensure_tables()
+            search_index.install(db.engine)
     except Exception as exc:  # the database may not be reachable yet: pages will say so
         log.warning("could not check the admin's tables: %s", exc)
 

@@ -94,8 +94,9 @@ class UploadFilter:
         if self.department:
             where.append(Upload.department == self.department)
         if self.q:
-            pattern = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append(Upload.search_text.ilike(pattern, escape="\\"))
+            from web import search_index
+
+            where.append(search_index.condition(db.engine, self.q))
         return where
 
     def statuses(self) -> list[str]:
@@ -181,8 +182,21 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_rows(flt: UploadFilter, batch: int = 2000):
-    """Every matching row, in the page's order, fetched in batches (server-side cursor on PostgreSQL)."""
-    query = sa.select(*EXPORT_COLUMNS).where(*flt.conditions()).order_by(*_order(flt))
-    result = db.session.execute(query.execution_options(yield_per=batch, stream_results=True))
-    yield from result
+def export_rows(flt: UploadFilter, batch: int = 5000):
+    """Every matching row, in the page's order, read in keyset chunks: each chunk is a short query of its
+    own, so a long export never holds a read transaction (on SQLite that would block the workers'
+    writes for minutes) and memory stays at one chunk."""
+    key = sa.tuple_(Upload.created_at, Upload.id)
+    cursor = None
+    while True:
+        where = flt.conditions()
+        if cursor is not None:
+            where.append(key < cursor if flt.order == "desc" else key > cursor)
+        rows = db.session.execute(
+            sa.select(*EXPORT_COLUMNS).where(*where).order_by(*_order(flt)).limit(batch)
+        ).all()
+        db.session.rollback()  # end the read transaction between chunks (nothing was written)
+        yield from rows
+        if len(rows) < batch:
+            return
+        cursor = (rows[-1].created_at, rows[-1].id)

@@ -44,7 +44,7 @@ from core.hook_types import (
     UploadPlan,
 )
 from core.hookspecs import hookimpl
-from core.models import HeldBack, Upload, UploadStatus
+from core.models import Upload, UploadStatus
 from plugins.keydata import models, queries, spec
 from plugins.keydata.models import KeydataDepartmentMapping, KeydataNationalDepartment  # noqa: F401 (tables)
 
@@ -285,12 +285,9 @@ def _department_plans(report_type: ReportType, period: spec.Period, source,
                                 department=only_department))
     if held and plans:
         plans[0].held_back.extend(held)  # recorded by the core with the plans, whatever their keys
-    elif held:
-        # Nothing to send: an UploadPlan would become an empty upload, so record the held-back records
-        # directly; run_slot's record_plans commits them. (Core could accept held-back-only plans.)
-        for problem in held:
-            db.session.add(HeldBack(report_type=report_type.name, period=stat_date, record_key=problem.record_key,
-                                    field=problem.field, reason=problem.reason))
+    elif held:  # nothing to send: a plan without rows records only its held-back records
+        plans.append(UploadPlan(business_key=f"{stat_date}#held-back", period=stat_date, rows=None,
+                                held_back=held))
     return plans
 
 
@@ -489,7 +486,7 @@ def _record_follow_up(report_type: ReportType, original: Upload, rows: list[dict
                                                   Upload.business_key.like(f"{base}#{word}-%"))
     )
     plan = UploadPlan(business_key=f"{base}#{word}-{taken + 1}", period=original.period, rows=rows,
-                      department=original.department, operation=operation,
+                      department=original.department, operation=operation, parent_id=original.id,
                       search_keys=[*search_keys, f"源上报{original.id}"])
     [new_id] = ledger.record_plans(report_type, [plan], actor=actor)
     enqueue_upload(new_id, 0)
