@@ -18,7 +18,7 @@ def main(burst: bool = False) -> int:
     from core.app import process_app
     from core.crypto import CryptoError, self_test
     from core.pipeline import sweep
-    from core.queue import connection, queue
+    from core.queue import connection, queues
 
     try:
         self_test()
@@ -27,7 +27,7 @@ def main(burst: bool = False) -> int:
         return 2
     with process_app().app_context():
         log.info("start-up sweep: %s", sweep())
-    worker = Worker([queue()], connection=connection())
+    worker = Worker(queues(), connection=connection())
     worker.work(burst=burst, with_scheduler=False)
     return 0
 

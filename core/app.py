@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import Migrate
 
@@ -24,7 +25,19 @@ def create_app(config: Config | None = None, *, name: str = "baosong") -> Flask:
     app.config["BAOSONG"] = config
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    if config.database_url.startswith("sqlite"):
+        with app.app_context():
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
     return app
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the admin read while a worker writes; NORMAL sync keeps commits durable across a
+    # process crash (the ledger's concern) without an fsync per commit.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _engine_options(url: str) -> dict:

@@ -85,7 +85,8 @@ def watermark(name: str, default: str = "") -> str:
 
 
 def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
-    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``."""
+    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``. The caller
+    commits (with the attempt's own row, in the same transaction)."""
     now = _now()
     result = db.session.execute(
         sa.update(Upload)
@@ -102,8 +103,10 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
             updated_at=now,
         )
     )
-    db.session.commit()
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        db.session.rollback()
+        return False
+    return True
 
 
 def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_interval: int,

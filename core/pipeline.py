@@ -198,6 +198,6 @@ def sweep(now=None) -> dict[str, int]:
             queue.enqueue_upload(upload.id, upload.attempts)
             counts["retried"] += 1
     for upload in ledger.forgotten_pending(now_utc - timedelta(seconds=60)):
-        if queue.enqueue_upload(upload.id, upload.attempts):
+        if queue.enqueue_upload(upload.id, upload.attempts, bulk=True):
             counts["requeued"] += 1
     return counts

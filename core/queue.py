@@ -32,19 +32,28 @@ def embedded_url(conn: redis.Redis) -> str | None:
     return f"unix://{socket_file}" if socket_file else None
 
 
-def queue() -> Queue:
-    return Queue(Config.from_env().queue_name, connection=connection())
+def queue(*, bulk: bool = False) -> Queue:
+    """The main queue, or the bulk one: a slot that plans many uploads (a first incremental load, a
+    back-fill) goes to the bulk queue, which workers take only when the main queue is empty, so a
+    backlog never delays the hourly reports."""
+    name = Config.from_env().queue_name
+    return Queue(f"{name}-bulk" if bulk else name, connection=connection())
+
+
+def queues() -> list[Queue]:
+    """What a worker listens on, in priority order."""
+    return [queue(), queue(bulk=True)]
 
 
 def upload_job_id(upload_id: int, expected_attempts: int) -> str:
     return f"upload-{upload_id}-a{expected_attempts}"
 
 
-def enqueue_upload(upload_id: int, expected_attempts: int) -> str | None:
+def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False) -> str | None:
     """Enqueue the attempt after ``expected_attempts``; a job with the same id still waiting or
     running is left alone. The pipeline's claim is the final guard against a double run."""
     job_id = upload_job_id(upload_id, expected_attempts)
-    q = queue()
+    q = queue(bulk=bulk)
     try:
         job = Job.fetch(job_id, connection=q.connection)
         if job.get_status(refresh=True) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,

@@ -26,6 +26,7 @@ from core.plugins import registry
 log = logging.getLogger("baosong.scheduler")
 MAX_CATCH_UP_SLOTS = 2000  # an 'every slot' catch-up after months of downtime is capped, and says so
 TICK_SECONDS = 60
+BULK_UPLOADS_PER_SLOT = 10  # a slot planning more uploads than this goes to the bulk queue
 
 
 def validate_cron(expression: str) -> str:
@@ -125,8 +126,9 @@ def run_slot(report_type_name: str, slot: datetime, origin: str = "cron", *, enq
     if enqueue:
         from core.queue import enqueue_upload
 
+        bulk = len(ids) > BULK_UPLOADS_PER_SLOT
         for upload_id in ids:
-            enqueue_upload(upload_id, 0)
+            enqueue_upload(upload_id, 0, bulk=bulk)
     return ids
 
 

@@ -152,10 +152,10 @@ def work(app):
     """Drain the queue with a real RQ worker (forking work-horses) until it is empty."""
     from rq import Worker
 
-    from core.queue import connection, queue
+    from core.queue import connection, queues
 
     def run() -> None:
-        Worker([queue()], connection=connection()).work(burst=True, with_scheduler=False)
+        Worker(queues(), connection=connection()).work(burst=True, with_scheduler=False)
         from core.db import db
 
         db.session.expire_all()

@@ -114,6 +114,14 @@ def test_only_rows_up_to_the_slot_time_are_planned(his, sandbox):
     assert planned_keys("mdtrt_d") == source_keys(his, "mdtrt_d")
 
 
+def test_the_first_run_starts_after_the_configured_go_live_time(his, sandbox):
+    setting("initial_since", "2025-03-03 12:00:00")
+    run_slot("shangrao.mdtrt_d", AFTER_DAY, enqueue=False)
+    everything = source_keys(his, "mdtrt_d")
+    before = source_keys(his, "mdtrt_d", until="2025-03-03 12:00:00")
+    assert before and planned_keys("mdtrt_d") == everything[len(before):]
+
+
 def test_rows_with_equal_timestamps_are_never_skipped_across_runs(his, sandbox):
     # Many rows share one timestamp and each run stops in the middle of them.
     with his.begin() as conn:
@@ -150,6 +158,22 @@ def test_invalid_rows_are_held_back_with_field_and_reason_and_the_others_go_on(h
     assert reasons[keys[5]][0] == "DET_ITEM_FEE_SUMAMT" and "整数部分" in reasons[keys[5]][1]
     # The watermark passed them: they come back only when the hospital changes them.
     assert run_slot("shangrao.fee_list_d", AFTER_DAY.replace(minute=10), enqueue=False) == []
+
+
+def test_when_every_row_read_is_held_back_the_problems_are_kept_and_the_watermark_moves(his, sandbox):
+    with his.begin() as conn:
+        conn.execute(sa.text("UPDATE insu_settlements SET age = 1234.5"))
+    expected = source_keys(his, "setl_d")
+
+    assert run_slot("shangrao.setl_d", AFTER_DAY, enqueue=False) == []
+
+    assert planned("setl_d") == []
+    held = list(db.session.execute(sa.select(HeldBack)).scalars())
+    assert sorted(h.record_key for h in held) == sorted(expected)
+    assert {(h.field, h.reason) for h in held} == {("AGE", "1234.5 整数部分 4 位，超过 decimal(4,1) 允许的 3 位")}
+    assert extraction.Position.parse(ledger.watermark("shangrao.setl_d.planned")).key == expected[-1]
+    assert run_slot("shangrao.setl_d", AFTER_DAY.replace(minute=10), enqueue=False) == []
+    assert db.session.scalar(sa.select(sa.func.count(HeldBack.id))) == len(expected)
 
 
 def test_settlement_and_visit_fields_are_checked_by_type(his, sandbox):

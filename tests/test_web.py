@@ -581,3 +581,15 @@ def test_free_text_search_through_the_trigram_index(app):
     assert "共 <strong>0</strong> 条" in user.get("/uploads/?q=appno-778899").get_data(as_text=True)
     where = str(search_index.condition(db.engine, "card0000").compile(db.engine))
     assert (search_index.FTS_TABLE in where) if db.engine.dialect.name == "sqlite" else ("ILIKE" in where.upper())
+
+
+def test_export_reads_in_keyset_chunks_without_gaps(app):
+    from web.upload_query import UploadFilter, export_rows
+
+    ids = insert_uploads(30, created_at=datetime(2025, 3, 1, 2, 0))  # equal times: the id breaks ties
+    for order in ("desc", "asc"):
+        flt = UploadFilter(order=order)
+        got = [r.id for r in export_rows(flt, batch=7)]
+        assert got == (sorted(ids, reverse=True) if order == "desc" else sorted(ids))
+    failures = [r.id for r in export_rows(UploadFilter(status="failures"), batch=4)]
+    assert len(failures) == sum(1 for i in range(30) if i % 4)

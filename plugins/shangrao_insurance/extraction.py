@@ -26,7 +26,9 @@ accepted-through
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +39,7 @@ from core import ledger
 from core.db import db
 from core.errors import ConfigurationError
 from core.hook_types import Problem, ReportType, Settings, UploadPlan
-from core.models import HeldBack, Upload, UploadStatus, Watermark
+from core.models import Upload, UploadStatus
 
 from . import common
 
@@ -184,45 +186,43 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
         first, end = positions[batch.start], positions[batch.start + len(batch.rows) - 1]
         keys = sorted({str(r.get(key_field)) for r in batch.rows if r.get(key_field)})
         plans.append(UploadPlan(
-            business_key=f"{service}:{first.text()}..{end.text()}",
+            business_key=batch_key(service, first, end),
             period=f"{first.ts} ~ {end.ts}",
             rows=batch.rows,
             idempotency_key=common.new_msgid(code),
             search_keys=keys,
         ))
-    if plans:
-        # The watermark and the held-back records ride on the last plan: one transaction with the batches.
-        plans[-1].watermark = (watermark_name(service), last.text())
-        plans[-1].held_back = held_back
-    else:
-        _record_without_upload(report_type, period, held_back, (watermark_name(service), last.text()))
+    if not plans:  # every row read was held back: a plan without rows records them and the watermark
+        plans.append(UploadPlan(business_key=batch_key(f"{service}:held", fetched[0][0], last), period=period,
+                                rows=None))
+    # The watermark and the held-back records ride on the last plan: one transaction with the batches.
+    plans[-1].watermark = (watermark_name(service), last.text())
+    plans[-1].held_back = held_back
     log.info("%s: %d rows read, %d batches planned, %d problems held back, planned through %s",
              report_type.name, len(fetched), len(plans), len(held_back), last.ts)
     return plans
 
 
-def _record_without_upload(report_type: ReportType, period: str, held_back: list[Problem],
-                           watermark: tuple[str, str]) -> None:
-    """Every row read was held back: record the problems and move the watermark in the session that
-    ``core.ledger.record_plans`` commits (it commits even for no plans), so it stays one transaction.
-
-    Workaround: the core records held-back rows and watermarks only through a plan that has an upload.
-    """
-    for problem in held_back:
-        db.session.add(HeldBack(report_type=report_type.name, period=period, record_key=problem.record_key,
-                                field=problem.field, reason=problem.reason))
-    name, value = watermark
-    mark = db.session.get(Watermark, name)
-    if mark is None:
-        db.session.add(Watermark(name=name, value=value))
-    elif value > mark.value:
-        mark.value = value
-
-
 # --- progress ------------------------------------------------------------------------------------
 
+_BUSINESS_KEY_MAX = 200  # Upload.business_key
+_END_RE = re.compile(r"\.\.(?=\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\|)")
+
+
+def batch_key(prefix: str, first: Position, end: Position) -> str:
+    """'<service>:<first position>..<last position>': deterministic, so planning the same rows twice
+    records them once, and the end position is read back for accepted-through."""
+    key = f"{prefix}:{first.text()}..{end.text()}"
+    if len(key) > _BUSINESS_KEY_MAX:  # very long primary keys: the first position is only hashed
+        key = f"{prefix}:{hashlib.sha1(first.text().encode()).hexdigest()[:16]}..{end.text()}"
+    if len(key) > _BUSINESS_KEY_MAX:
+        raise ConfigurationError(f"主键过长（{len(str(end.key))} 字符），无法作为批次标识；请在查询中缩短 {ID_COLUMN}")
+    return key
+
+
 def batch_end(business_key: str) -> Position:
-    return Position.parse(business_key.partition("..")[2])
+    parts = _END_RE.split(business_key, maxsplit=1)
+    return Position.parse(parts[1]) if len(parts) == 2 else Position("", None)
 
 
 def accepted_through(service: str, settings: Settings | None = None) -> Position | None:

@@ -34,10 +34,12 @@ import random
 import re
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, jsonify, request
 
+from core import clock
 from core.crypto import CryptoError, SM2Profile, generate_sm2_keypair, sm2_decrypt
 from core.demo_hospital import DEFAULT_ORG_CODE, DEFAULT_ORG_NAME
 from core.masking import mask_record
@@ -236,6 +238,8 @@ def demo_config(base_url: str) -> tuple[dict[str, dict[str, str]], dict]:
     client's settings, with the sandbox's URL and a demo institution."""
     private_key, public_key = generate_sm2_keypair()
     profile = SM2Profile()
+    # A demo starts with the last day or so of the demo hospital, not its whole history.
+    since = (clock.local_now() - timedelta(days=1)).strftime("%Y-%m-%d 00:00:00")
     client = {
         "base_url": base_url.rstrip("/"),
         "fixmedins_code": DEMO_INSTITUTION_CODE,
@@ -246,6 +250,7 @@ def demo_config(base_url: str) -> tuple[dict[str, dict[str, str]], dict]:
         "sm2_format": profile.format,
         "sm2_output": profile.output,
         **{f"infno_{service}": infno for service, infno in DEMO_INFNO.items()},
+        "initial_since": since,
     }
     sandbox = {"private_key": private_key, "fixmedins_code": DEMO_INSTITUTION_CODE,
                "fixmedins_name": DEMO_INSTITUTION_NAME, "sm2": profile.to_dict(),
