@@ -25,6 +25,9 @@ def main(burst: bool = False) -> int:
     except CryptoError as exc:
         log.error("加密自检失败，工作进程不处理上报：%s", exc)
         return 2
+    from core.plugins import registry
+
+    registry()  # import every plugin once, before RQ forks a work-horse per job
     with process_app().app_context():
         log.info("start-up sweep: %s", sweep())
     worker = Worker(queues(), connection=connection())

@@ -155,9 +155,12 @@ def measure(url_db: str, count: int, *, export: bool, engine_options: dict | Non
             results[name] = {"s": round(seconds, 3), "count": _count_label(html)}
         # Deep in the list: the 20th page by keyset cursors.
         url = "/uploads/"
-        for _ in range(19):
-            html = client.get(url).get_data(as_text=True)
+        for step in range(19):
+            answer = client.get(url)
+            html = answer.get_data(as_text=True)
             match = re.search(r'rel="next" href="([^"]+)"', html)
+            if answer.status_code != 200 or match is None:
+                raise RuntimeError(f"page {step + 1} ({url}): HTTP {answer.status_code}, no next link\n{html[-3000:]}")
             url = match.group(1).replace("&amp;", "&")
         seconds, _ = _timed_get(client, url)
         results["page: 20th page (keyset)"] = {"s": round(seconds, 3), "count": ""}

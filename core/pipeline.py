@@ -37,7 +37,8 @@ def run_upload(upload_id: int, expected_attempts: int) -> str:
 
 def attempt(upload_id: int, expected_attempts: int) -> str:
     """Claim and run one attempt. Returns the upload's status afterwards ("skipped" if not claimed)."""
-    if not ledger.claim(upload_id, expected_attempts, settings.flag_int("send_lease_seconds")):
+    policy = settings.flags()
+    if not ledger.claim(upload_id, expected_attempts, int(policy["send_lease_seconds"])):
         return "skipped"
     upload = db.session.get(Upload, upload_id)
     reg = registry()
@@ -128,7 +129,7 @@ def attempt(upload_id: int, expected_attempts: int) -> str:
     record.message = outcome.message
     ledger.finish(
         upload, outcome.kind, code=outcome.code, message=outcome.message,
-        retry_interval=settings.flag_int("retry_interval_minutes"), retry_max=settings.flag_int("retry_max"),
+        retry_interval=int(policy["retry_interval_minutes"]), retry_max=int(policy["retry_max"]),
         result=outcome.result, search_keys=outcome.search_keys,
     )
     db.session.commit()

@@ -72,6 +72,12 @@ def shown_value(regulator: str, key: str) -> str:
     return mask(value) if key in settings.secret_keys else value
 
 
+def flags() -> dict[str, str]:
+    """Every platform flag in one query (defaults for those never set)."""
+    stored = {row.name: row.value for row in db.session.execute(db.select(Flag)).scalars()}
+    return {**FLAG_DEFAULTS, **{k: v for k, v in stored.items() if k in FLAG_DEFAULTS}}
+
+
 def flag(name: str) -> str:
     row = db.session.get(Flag, name)
     return row.value if row else FLAG_DEFAULTS[name]

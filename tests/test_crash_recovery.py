@@ -27,6 +27,13 @@ def start_worker_process() -> subprocess.Popen:
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def wait_until(predicate, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -47,9 +54,15 @@ def test_an_upload_interrupted_by_a_killed_worker_is_resent_once_with_the_same_k
     try:
         wait_until(lambda: len(echo.state["requests"]) == 1)
         db.session.expire_all()
-        assert db.session.get(Upload, upload_id).status == UploadStatus.SENDING
+        upload = db.session.get(Upload, upload_id)
+        assert upload.status == UploadStatus.SENDING
+        # RQ runs each job in a work-horse with a process group of its own: the machine is lost, so
+        # both die. The attempt row names the horse (it was committed before the request left).
+        horse = int(upload.attempt_list[-1].worker.rsplit(":", 1)[1])
         os.killpg(worker.pid, signal.SIGKILL)
+        os.killpg(os.getpgid(horse), signal.SIGKILL)
         worker.wait(10)
+        wait_until(lambda: not Path(f"/proc/{horse}").exists() or _is_zombie(horse))
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)

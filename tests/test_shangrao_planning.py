@@ -29,15 +29,15 @@ AFTER_DAY = datetime(2025, 3, 5, 0, 0, tzinfo=SHANGHAI)
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shangrao-his") / "his.db"
+    path = tmp_path_factory.mktemp("shangrao-hospital") / "hospital.db"
     generate(f"sqlite:///{path}", start=DAY, end=DAY, now=datetime(2025, 3, 4, 0, 0))
     return path
 
 
 @pytest.fixture
-def his(demo_db, tmp_path, monkeypatch):
+def hospital(demo_db, tmp_path, monkeypatch):
     """A private copy of the demo hospital for one test (tests change rows in it)."""
-    path = tmp_path / "his.db"
+    path = tmp_path / "hospital.db"
     shutil.copy(demo_db, path)
     url = f"sqlite:///{path}"
     monkeypatch.setenv("HIS_DATABASE_URL", url)
@@ -76,10 +76,10 @@ def setting(key: str, value: str) -> None:
     db.session.commit()
 
 
-def test_a_slot_plans_every_changed_row_once_in_watermark_order(his, sandbox):
+def test_a_slot_plans_every_changed_row_once_in_watermark_order(hospital, sandbox):
     ids = run_slot("shangrao.setl_d", AFTER_DAY, enqueue=False)
 
-    expected = source_keys(his, "setl_d")
+    expected = source_keys(hospital, "setl_d")
     assert len(expected) > 50
     assert planned_keys("setl_d") == expected
     uploads = planned("setl_d")
@@ -92,11 +92,11 @@ def test_a_slot_plans_every_changed_row_once_in_watermark_order(his, sandbox):
     assert run_slot("shangrao.setl_d", AFTER_DAY.replace(minute=10), enqueue=False) == []
 
 
-def test_a_row_changed_in_the_hospital_is_planned_again_and_nothing_else(his, sandbox):
+def test_a_row_changed_in_the_hospital_is_planned_again_and_nothing_else(hospital, sandbox):
     run_slot("shangrao.setl_d", AFTER_DAY, enqueue=False)
     before = len(planned_keys("setl_d"))
-    target = source_keys(his, "setl_d")[3]
-    with his.begin() as conn:
+    target = source_keys(hospital, "setl_d")[3]
+    with hospital.begin() as conn:
         conn.execute(sa.text("UPDATE insu_settlements SET psn_pay = psn_pay + 1, acct_pay = 0, "
                              "updated_at = '2025-03-05 00:05:00' WHERE setl_id = :id"), {"id": target})
 
@@ -106,41 +106,41 @@ def test_a_row_changed_in_the_hospital_is_planned_again_and_nothing_else(his, sa
     assert len(keys) == before + 1 and keys[-1] == target
 
 
-def test_only_rows_up_to_the_slot_time_are_planned(his, sandbox):
+def test_only_rows_up_to_the_slot_time_are_planned(hospital, sandbox):
     slot = datetime(2025, 3, 3, 12, 0, tzinfo=SHANGHAI)
     run_slot("shangrao.mdtrt_d", slot, enqueue=False)
-    assert planned_keys("mdtrt_d") == source_keys(his, "mdtrt_d", until="2025-03-03 12:00:00")
+    assert planned_keys("mdtrt_d") == source_keys(hospital, "mdtrt_d", until="2025-03-03 12:00:00")
     run_slot("shangrao.mdtrt_d", AFTER_DAY, enqueue=False)
-    assert planned_keys("mdtrt_d") == source_keys(his, "mdtrt_d")
+    assert planned_keys("mdtrt_d") == source_keys(hospital, "mdtrt_d")
 
 
-def test_the_first_run_starts_after_the_configured_go_live_time(his, sandbox):
+def test_the_first_run_starts_after_the_configured_go_live_time(hospital, sandbox):
     setting("initial_since", "2025-03-03 12:00:00")
     run_slot("shangrao.mdtrt_d", AFTER_DAY, enqueue=False)
-    everything = source_keys(his, "mdtrt_d")
-    before = source_keys(his, "mdtrt_d", until="2025-03-03 12:00:00")
+    everything = source_keys(hospital, "mdtrt_d")
+    before = source_keys(hospital, "mdtrt_d", until="2025-03-03 12:00:00")
     assert before and planned_keys("mdtrt_d") == everything[len(before):]
 
 
-def test_rows_with_equal_timestamps_are_never_skipped_across_runs(his, sandbox):
+def test_rows_with_equal_timestamps_are_never_skipped_across_runs(hospital, sandbox):
     # Many rows share one timestamp and each run stops in the middle of them.
-    with his.begin() as conn:
+    with hospital.begin() as conn:
         conn.execute(sa.text("UPDATE insu_settlements SET updated_at = '2025-03-03 10:00:00' "
                              "WHERE updated_at BETWEEN '2025-03-03 08:00:00' AND '2025-03-03 12:00:00'"))
     setting("max_rows_per_run", "7")
-    expected = source_keys(his, "setl_d")
+    expected = source_keys(hospital, "setl_d")
     slot = AFTER_DAY
     for minute in range(0, 10 * (len(expected) // 7 + 2), 10):
         run_slot("shangrao.setl_d", slot.replace(hour=minute // 60, minute=minute % 60), enqueue=False)
     assert planned_keys("setl_d") == expected
 
 
-def test_invalid_rows_are_held_back_with_field_and_reason_and_the_others_go_on(his, sandbox):
-    keys = source_keys(his, "fee_list_d")
+def test_invalid_rows_are_held_back_with_field_and_reason_and_the_others_go_on(hospital, sandbox):
+    keys = source_keys(hospital, "fee_list_d")
     bad = {keys[0]: "cnt = 1.23456", keys[1]: "pric = 0.1234567", keys[2]: "det_item_fee_sumamt = 12.345",
            keys[3]: "fee_ocur_time = '2025/03/03 10:00:00'", keys[4]: "rx_drord_no = '" + "R" * 31 + "'",
            keys[5]: "det_item_fee_sumamt = 12345678901234567"}
-    with his.begin() as conn:
+    with hospital.begin() as conn:
         for key, change in bad.items():
             conn.execute(sa.text(f"UPDATE insu_fee_items SET {change} WHERE bkkp_sn = :id"), {"id": key})
 
@@ -160,10 +160,10 @@ def test_invalid_rows_are_held_back_with_field_and_reason_and_the_others_go_on(h
     assert run_slot("shangrao.fee_list_d", AFTER_DAY.replace(minute=10), enqueue=False) == []
 
 
-def test_when_every_row_read_is_held_back_the_problems_are_kept_and_the_watermark_moves(his, sandbox):
-    with his.begin() as conn:
+def test_when_every_row_read_is_held_back_the_problems_are_kept_and_the_watermark_moves(hospital, sandbox):
+    with hospital.begin() as conn:
         conn.execute(sa.text("UPDATE insu_settlements SET age = 1234.5"))
-    expected = source_keys(his, "setl_d")
+    expected = source_keys(hospital, "setl_d")
 
     assert run_slot("shangrao.setl_d", AFTER_DAY, enqueue=False) == []
 
@@ -176,10 +176,10 @@ def test_when_every_row_read_is_held_back_the_problems_are_kept_and_the_watermar
     assert db.session.scalar(sa.select(sa.func.count(HeldBack.id))) == len(expected)
 
 
-def test_settlement_and_visit_fields_are_checked_by_type(his, sandbox):
-    setl = source_keys(his, "setl_d")
-    visits = source_keys(his, "mdtrt_d")
-    with his.begin() as conn:
+def test_settlement_and_visit_fields_are_checked_by_type(hospital, sandbox):
+    setl = source_keys(hospital, "setl_d")
+    visits = source_keys(hospital, "mdtrt_d")
+    with hospital.begin() as conn:
         conn.execute(sa.text("UPDATE insu_settlements SET pool_prop_selfpay = 12.5 WHERE setl_id = :id"),
                      {"id": setl[0]})
         conn.execute(sa.text("UPDATE insu_settlements SET age = 123.45 WHERE setl_id = :id"), {"id": setl[1]})
@@ -201,7 +201,7 @@ def test_settlement_and_visit_fields_are_checked_by_type(his, sandbox):
     assert held[("shangrao.mdtrt_d", visits[1])] == ("HOSP_LV", "长度 7 超过最大长度 6")
 
 
-def test_code_values_are_checked_when_the_code_dictionaries_are_supplied(his, sandbox, tmp_path):
+def test_code_values_are_checked_when_the_code_dictionaries_are_supplied(hospital, sandbox, tmp_path):
     path = tmp_path / "dictionaries.json"
     path.write_text(json.dumps({"PAY_LOC": {"2": "本地", "3": "省内异地"}}), "utf-8")  # no 4 (跨省异地)
     setting("dictionaries_path", str(path))
@@ -210,13 +210,13 @@ def test_code_values_are_checked_when_the_code_dictionaries_are_supplied(his, sa
     assert held and all(h.field == "PAY_LOC" and "不在代码字典 PAY_LOC 中" in h.reason for h in held)
 
 
-def test_a_smaller_max_data_chars_cuts_smaller_batches_and_holds_back_a_row_too_big_alone(his, app, serve):
+def test_a_smaller_max_data_chars_cuts_smaller_batches_and_holds_back_a_row_too_big_alone(hospital, app, serve):
     sandbox = configure_sandbox(serve, max_data_chars="10000")
     strict = registry().sandboxes["shangrao"].make_app({**sandbox.config, "max_data_chars": 10000})
     setting("base_url", serve(strict))  # the regulator enforces the same smaller limit
-    keys = source_keys(his, "mdtrt_d")
+    keys = source_keys(hospital, "mdtrt_d")
     huge = keys[10]
-    with his.begin() as conn:  # valid (1000 characters each) but 6,000 bytes more than a usual visit
+    with hospital.begin() as conn:  # valid (1000 characters each) but 6,000 bytes more than a usual visit
         conn.execute(sa.text("UPDATE insu_visits SET main_cond_dscr = :text, memo = :text WHERE mdtrt_id = :id"),
                      {"text": "病" * 1000, "id": huge})
 
@@ -238,8 +238,8 @@ def test_a_smaller_max_data_chars_cuts_smaller_batches_and_holds_back_a_row_too_
         assert len(json.loads(attempt.wire_body)["data"]) <= 10000
 
 
-def test_planned_through_runs_ahead_and_accepted_through_stops_at_a_rejected_batch(his, sandbox):
-    setting("max_data_chars", "6000")
+def test_planned_through_runs_ahead_and_accepted_through_stops_at_a_rejected_batch(hospital, sandbox):
+    setting("max_data_chars", "15000")
     run_slot("shangrao.setl_d", AFTER_DAY, enqueue=False)
     uploads = planned("setl_d")
     assert len(uploads) >= 4
@@ -267,10 +267,10 @@ def test_planned_through_runs_ahead_and_accepted_through_stops_at_a_rejected_bat
     db.session.commit()
     assert pipeline.attempt(rejected.id, 1) == UploadStatus.SUCCEEDED
     assert extraction.accepted_through("setl_d", settings) == extraction.batch_end(uploads[-1].business_key)
-    assert sorted(records(sandbox.url, "setl_d", keys=1)["keys"]) == sorted(source_keys(his, "setl_d"))
+    assert sorted(records(sandbox.url, "setl_d", keys=1)["keys"]) == sorted(source_keys(hospital, "setl_d"))
 
 
-def test_planning_the_same_rows_again_gives_the_same_batches_and_records_nothing_new(his, sandbox):
+def test_planning_the_same_rows_again_gives_the_same_batches_and_records_nothing_new(hospital, sandbox):
     report_type = registry().report_type("shangrao.setl_d")
     settings = regulator_settings("shangrao_insurance")
     from core.scheduler import hospital_data
@@ -282,7 +282,7 @@ def test_planning_the_same_rows_again_gives_the_same_batches_and_records_nothing
     assert ledger.record_plans(report_type, again) == []  # a duplicate planning run adds nothing
 
 
-def test_planning_refuses_until_the_settings_are_complete(his, app):
+def test_planning_refuses_until_the_settings_are_complete(hospital, app):
     from core.models import Slot
 
     with pytest.raises(Exception, match="infno_fee_list_d"):

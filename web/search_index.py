@@ -83,8 +83,12 @@ def _install_postgres(engine: Engine) -> bool | None:
         if has_index:
             return True
         conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
-        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON uploads USING gin "
-                             "(search_text gin_trgm_ops)"))
+        # The operator class lives in the extension's schema, which may not be on the search path.
+        schema = conn.execute(sa.text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pg_trgm'")).scalar()
+        conn.execute(sa.text(f'CREATE INDEX IF NOT EXISTS {PG_INDEX} ON uploads USING gin '
+                             f'(search_text "{schema}".gin_trgm_ops)'))
     return True
 
 

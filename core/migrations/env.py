@@ -45,7 +45,21 @@ target_db = current_app.extensions['migrate'].db
 # ... etc.
 
 
+def _import_every_model():
+    """The schema is the whole installed application's: the core's tables, every plugin's and the
+    admin's, so one migration history covers them all."""
+    from core import mapping, models  # noqa: F401
+    from core.plugins import registry
+
+    registry()
+    try:
+        import web.models  # noqa: F401
+    except ImportError:
+        pass
+
+
 def get_metadata():
+    _import_every_model()
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]
     return target_db.metadata
@@ -100,6 +114,7 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
             **conf_args
         )
 

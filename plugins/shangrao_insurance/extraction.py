@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -154,13 +155,15 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
     key_field = common.KEY_FIELDS[service]
 
     after = planned_through(service, settings)
-    until = slot.strftime("%Y-%m-%d %H:%M:%S")  # slot is in Asia/Shanghai, like the HIS wall clock
+    # The HIS keeps naive wall-clock times of the report type's zone (Asia/Shanghai).
+    until = slot.astimezone(ZoneInfo(report_type.timezone)).strftime("%Y-%m-%d %H:%M:%S")
     fetched = fetch(report_type, source, after, until, max_rows)
     if not fetched:
         return []
 
     held_back: list[Problem] = []
     valid: list[tuple[Position, dict[str, Any]]] = []
+    read_index: list[int] = []  # index in ``fetched`` of each valid row, for problems found later
     for index, (position, raw) in enumerate(fetched):
         row = clean_row(raw)
         problems = schema.validate(row, dictionaries=dictionaries, index=index)
@@ -171,12 +174,13 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
             held_back.extend(problems)
         else:
             valid.append((position, row))
+            read_index.append(index)
 
     batches, oversized = common.cut_batches([row for _, row in valid], profile, max_chars)
     for item in oversized:
         held_back.append(Problem(
             None, f"单条记录加密后 data 为 {item.ciphertext_chars} 字符，超过上限 {max_chars} 字符，无法发送",
-            record_index=item.index, record_key=str(item.row.get(key_field, "")) or None,
+            record_index=read_index[item.index], record_key=str(item.row.get(key_field, "")) or None,
         ))
     last = fetched[-1][0]
     period = f"{fetched[0][0].ts} ~ {last.ts}"

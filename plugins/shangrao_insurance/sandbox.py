@@ -42,6 +42,7 @@ from flask import Flask, jsonify, request
 from core import clock
 from core.crypto import CryptoError, SM2Profile, generate_sm2_keypair, sm2_decrypt
 from core.demo_hospital import DEFAULT_ORG_CODE, DEFAULT_ORG_NAME
+from core.hook_types import Problem
 from core.masking import mask_record
 
 from .common import (
@@ -161,7 +162,7 @@ def make_app(config: dict) -> Flask:
             problems.extend(schema.validate(row, dictionaries=dictionaries, index=index))
             forced = faults.get("reject_field")
             if forced and forced in row:
-                problems.append(_problem(forced, "沙箱注入的校验失败", index))
+                problems.append(Problem(forced, "沙箱注入的校验失败", record_index=index))
         if problems:
             shown = "；".join(str(p) for p in problems[:10])
             return answer("40003", shown + (f" 等 {len(problems)} 处" if len(problems) > 10 else ""))
@@ -215,12 +216,6 @@ def make_app(config: dict) -> Flask:
         return jsonify(faults=state.faults, requests=state.requests)
 
     return app
-
-
-def _problem(field: str, reason: str, index: int):
-    from core.hook_types import Problem
-
-    return Problem(field, reason, record_index=index)
 
 
 def _well_formed(ciphertext: str, output: str) -> bool:
