@@ -137,6 +137,27 @@ def _read_only_url(url: str | URL) -> URL:
     return u.set(database=f"file:{path_part}", query=query)
 
 
+_engines: dict[tuple[int, str, tuple], Engine] = {}
+
+
+def _shared_engine(url: URL, options: tuple) -> Engine:
+    """One engine (connection pool) per process and hospital URL: every planning run builds a new
+    HospitalData, and a pool each time would leak connections."""
+    import os
+
+    key = (os.getpid(), url.render_as_string(hide_password=False), options)
+    if key not in _engines:
+        engine = create_engine(url, **{"pool_pre_ping": True, **dict(options)})
+        if engine.dialect.name == "sqlite":
+            @event.listens_for(engine, "connect")
+            def _query_only(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA query_only = ON")
+                cur.close()
+        _engines[key] = engine
+    return _engines[key]
+
+
 class HospitalData:
     """Read-only access to the hospital's database (HIS_DATABASE_URL)."""
 
@@ -152,15 +173,7 @@ class HospitalData:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            options = {"pool_pre_ping": True, **self._engine_options}
-            engine = create_engine(self.url, **options)
-            if engine.dialect.name == "sqlite":
-                @event.listens_for(engine, "connect")
-                def _query_only(dbapi_conn: Any, _record: Any) -> None:
-                    cur = dbapi_conn.cursor()
-                    cur.execute("PRAGMA query_only = ON")
-                    cur.close()
-            self._engine = engine
+            self._engine = _shared_engine(self.url, tuple(sorted(self._engine_options.items())))
         return self._engine
 
     @property
@@ -168,9 +181,8 @@ class HospitalData:
         return self.url.get_backend_name()
 
     def dispose(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        """Forget this source's engine (the process keeps its pool for the next source)."""
+        self._engine = None
 
     # -- queries
     def sql_for(self, report_type: ReportTypeLike, name: str) -> str:

@@ -75,8 +75,9 @@ def schedule(report_type: ReportType, slot: datetime, source: Any, settings: Set
 
     ``slot`` is the aware datetime (in the report type's time zone) at which the slot fell due, also
     for back-fills and catch-up runs: plans must derive their period from ``slot``, never from now.
-    ``source`` is the hospital data source (``core.hisdb.HospitalData``): ``source.query(report_type,
-    name, **params)`` runs the report type's configured SQL read-only.
+    ``source`` is the hospital data source (``core.hisdb.HospitalData`` wrapped by
+    ``core.mapping.MappedHospitalData``): ``source.query(report_type, name, **params)`` runs the report
+    type's configured SQL read-only, and returns rows through the report type's active field mapping.
 
     Return one ``UploadPlan`` per upload. A plan whose ``business_key`` already exists in the ledger is
     not planned again, so planning the same slot twice is harmless.

@@ -133,6 +133,7 @@ def test_cannot_write_even_through_a_select_function(his: HospitalData, his_path
 
         dbapi_conn.create_function("evil", 0, evil)
 
+    his.engine.dispose()  # the pool is shared per process: new connections get the function
     before = _count(his_path, "SELECT COUNT(*) FROM patients")
     with pytest.raises(HisQueryError) as err:
         his.query(RT("keydata.hospital_daily", {"trick": "SELECT evil() AS x"}), "trick")
