@@ -117,7 +117,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(url_db: str, count: int, *, export: bool, engine_options: dict | None = None) -> dict:
+def measure(url_db: str, count: int, *, export: bool) -> dict:
     import sqlalchemy as sa
 
     from core.db import db
@@ -125,10 +125,12 @@ def measure(url_db: str, count: int, *, export: bool, engine_options: dict | Non
 
     os.environ["DATABASE_URL"] = url_db
     app = create_app()
-    if engine_options:
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**app.config["SQLALCHEMY_ENGINE_OPTIONS"], **engine_options}
     results: dict = {"rows": count}
     with app.app_context():
+        if db.engine.dialect.name == "postgresql":  # never touch another schema of a shared database
+            schema = db.session.execute(sa.text("SELECT current_schema()")).scalar()
+            assert schema and schema.startswith("bench_web_"), f"refusing to run in schema {schema!r}"
+            db.session.rollback()
         db.drop_all()
         db.create_all()
         started = time.perf_counter()
@@ -196,28 +198,28 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.disable(logging.WARNING)
-    targets: list[tuple[str, str, dict]] = []
+    targets: list[tuple[str, str]] = []
     if args.db in ("sqlite", "both"):
-        targets.append(("SQLite", "sqlite", {}))
+        targets.append(("SQLite", "sqlite"))
     if args.db in ("postgres", "both"):
         if _postgres_up(args.pg_url):
-            targets.append(("PostgreSQL", "postgres", {}))
+            targets.append(("PostgreSQL", "postgres"))
         else:
             print(f"PostgreSQL at {args.pg_url} not reachable: skipped")
     report: dict = {}
-    for label, kind, _ in targets:
+    for label, kind in targets:
         for size in args.sizes:
             if kind == "sqlite":
                 url = f"sqlite:///{work / f'bench-{size}.db'}"
-                options = None
             else:
+                # A schema of its own, chosen in the URL (engines are built when the app is created).
                 schema = f"bench_web_{os.getpid()}"
-                url = args.pg_url
-                options = {"connect_args": {"options": f"-csearch_path={schema}"}}
+                separator = "&" if "?" in args.pg_url else "?"
+                url = f"{args.pg_url}{separator}options=-csearch_path%3D{schema}"
                 _pg_schema(args.pg_url, schema, create=True)
             print(f"== {label}, {size:,} uploads ==", flush=True)
             try:
-                result = measure(url, size, export=size <= args.no_export_above, engine_options=options)
+                result = measure(url, size, export=size <= args.no_export_above)
             finally:
                 if kind == "postgres":
                     _pg_schema(args.pg_url, schema, create=False)
