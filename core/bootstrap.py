@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import sqlalchemy as sa
 from flask import Flask
 
 from core.app import MIGRATIONS
@@ -18,10 +17,11 @@ def init_db(app: Flask) -> None:
 
     registry()  # import every plugin, so its tables are part of the schema
     with app.app_context():
-        if any(Path(MIGRATIONS, "versions").glob("*.py")):
-            from flask_migrate import upgrade
+        from flask_migrate import stamp, upgrade
 
-            upgrade(directory=MIGRATIONS)
-        else:  # no migrations generated yet (development)
-            db.create_all()
+        tables = set(sa.inspect(db.engine).get_table_names())
+        if "uploads" in tables and "alembic_version" not in tables:
+            # Made by create_all (tests, a development copy) with the current models: adopt it.
+            stamp(directory=MIGRATIONS)
+        upgrade(directory=MIGRATIONS)
         ensure_tasks()

@@ -87,17 +87,6 @@ class FieldMappingVersion(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
 
 
-_tables_checked: set[str] = set()
-
-
-def ensure_table() -> None:
-    """Create the versions table on a database made before this module existed (cheap after the first call)."""
-    url = str(db.engine.url)
-    if url not in _tables_checked:
-        FieldMappingVersion.__table__.create(db.engine, checkfirst=True)
-        _tables_checked.add(url)
-
-
 # --- rules -----------------------------------------------------------------------------------------
 
 def clean_rule(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -570,21 +559,18 @@ def _field_spec(schema: Any, name: str) -> Any:
 # --- versions ---------------------------------------------------------------------------------------
 
 def versions(report_type: str) -> list[FieldMappingVersion]:
-    ensure_table()
     return list(db.session.execute(
         sa.select(FieldMappingVersion).filter_by(report_type=report_type).order_by(FieldMappingVersion.version.desc())
     ).scalars())
 
 
 def get_version(report_type: str, version: int) -> FieldMappingVersion | None:
-    ensure_table()
     return db.session.execute(
         sa.select(FieldMappingVersion).filter_by(report_type=report_type, version=version)
     ).scalar_one_or_none()
 
 
 def active_version(report_type: str) -> FieldMappingVersion | None:
-    ensure_table()
     return db.session.execute(
         sa.select(FieldMappingVersion).filter_by(report_type=report_type)
         .order_by(FieldMappingVersion.version.desc()).limit(1)

@@ -70,7 +70,7 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     _register_config_blueprints(app)
     _register_plugin_blueprints(app)
     _error_pages(app)
-    _ensure_tables(app)
+    _install_search_index(app)
 
     @app.context_processor
     def _layout_context() -> dict:
@@ -89,18 +89,16 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     return app
 
 
-def _ensure_tables(app: Flask) -> None:
-    """The admin's own tables exist wherever the admin runs (``init-db`` may predate them)."""
+def _install_search_index(app: Flask) -> None:
+    """The upload log's free-text index (web/search_index.py), built where the admin runs."""
     from core.db import db
     from web import search_index
-    from web.models import ensure_tables
 
     try:
         with app.app_context():
-            ensure_tables()
             search_index.install(db.engine)
-    except Exception as exc:  # the database may not be reachable yet: pages will say so
-        log.warning("could not check the admin's tables: %s", exc)
+    except Exception as exc:  # the database may not be reachable (or migrated) yet: pages will say so
+        log.warning("could not install the upload search index: %s", exc)
 
 
 def _register_config_blueprints(app: Flask) -> None:

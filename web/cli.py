@@ -12,15 +12,16 @@ def create_admin_command(username: str, reset: bool) -> None:
     """Create an admin with a random password, printed once."""
     import sqlalchemy as sa
 
+    from core.bootstrap import init_db
     from core.db import db
     from web import audit, create_app
     from web.auth import hash_password
-    from web.models import Role, User, ensure_tables
+    from web.models import Role, User
     from web.users import create_user, generate_password
 
     app = create_app()
+    init_db(app)  # a new database gets its schema first
     with app.app_context():
-        ensure_tables()
         user = db.session.execute(
             sa.select(User).where(sa.func.lower(User.username) == username.lower())
         ).scalar_one_or_none()

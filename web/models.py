@@ -98,10 +98,3 @@ class BulkRetry(db.Model):
         return 100 if not self.total else int((self.done + self.skipped) * 100 / self.total)
 
 
-WEB_TABLES = (User.__table__, LoginFailure.__table__, BulkRetry.__table__)
-
-
-def ensure_tables() -> None:
-    """Create the admin's tables if missing (a database prepared by ``init-db`` before these existed, or
-    without migrations for them). Idempotent."""
-    db.metadata.create_all(db.engine, tables=list(WEB_TABLES), checkfirst=True)

@@ -11,7 +11,7 @@ from core.db import db
 from core.models import AuditLog
 from web import audit
 from web.auth import hash_password, require_role
-from web.models import Role, User, ensure_tables
+from web.models import Role, User
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 MIN_PASSWORD_LENGTH = 10
@@ -39,7 +39,6 @@ def create_user(username: str, role: str, password: str) -> User:
 def ensure_first_admin(username: str = "admin") -> tuple[str, str] | None:
     """Create the first admin with a random password when there is no user yet (``make demo`` prints
     the password once). Returns (username, password), or None when users already exist."""
-    ensure_tables()  # a database prepared before the admin's tables existed
     if db.session.execute(sa.select(sa.func.count(User.id))).scalar():
         return None
     password = generate_password()

@@ -16,12 +16,7 @@ logger = logging.getLogger('alembic.env')
 
 
 def get_engine():
-    try:
-        # this works with Flask-SQLAlchemy<3 and Alchemical
-        return current_app.extensions['migrate'].db.get_engine()
-    except (TypeError, AttributeError):
-        # this works with Flask-SQLAlchemy>=3
-        return current_app.extensions['migrate'].db.engine
+    return current_app.extensions['migrate'].db.engine
 
 
 def get_engine_url():
@@ -56,6 +51,12 @@ def _import_every_model():
         import web.models  # noqa: F401
     except ImportError:
         pass
+
+
+def include_object(obj, name, type_, reflected, compare_to):
+    """Leave alone what the admin builds for itself at start-up: the upload search index
+    (web/search_index.py: an FTS5 table on SQLite, a pg_trgm index on PostgreSQL)."""
+    return not (name or "").startswith(("uploads_search_fts", "ix_uploads_search_trgm"))
 
 
 def get_metadata():
@@ -114,7 +115,7 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
-            render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
+            include_object=include_object,
             **conf_args
         )
 

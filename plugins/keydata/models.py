@@ -51,18 +51,9 @@ class KeydataDepartmentMapping(db.Model):
 
 
 def ensure_setup() -> None:
-    """Create the plugin's tables if missing and load CT08.00.002 into them. Idempotent and cheap (one
-    COUNT when all is in place); called when planning, by the dictionary provider and by the seed."""
-    try:
-        loaded = db.session.scalar(sa.select(sa.func.count()).select_from(KeydataNationalDepartment))
-    except sa.exc.SQLAlchemyError:  # the tables do not exist yet (database created before the plugin)
-        db.session.rollback()
-        for model in (KeydataNationalDepartment, KeydataDepartmentMapping):
-            model.__table__.create(db.engine, checkfirst=True)
-        loaded = 0
-    else:
-        if not loaded:  # first use on this database: the mapping table may be missing too
-            KeydataDepartmentMapping.__table__.create(db.engine, checkfirst=True)
+    """Load CT08.00.002 into its table when it is not all there. Idempotent and cheap (one COUNT when
+    all is in place); called when planning, by the dictionary provider and by the seed."""
+    loaded = db.session.scalar(sa.select(sa.func.count()).select_from(KeydataNationalDepartment))
     if loaded != len(spec.dictionary_entries()):
         load_dictionary()
 

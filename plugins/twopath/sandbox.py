@@ -386,10 +386,6 @@ def seed() -> None:
     from plugins.twopath import filings
     from plugins.twopath.models import Disease, Drug
 
-    # Workaround: core.bootstrap.init_db runs db.create_all() before the plugins are imported, so the
-    # plugin's tables may not exist yet (reported to the lead; checkfirst makes this a no-op otherwise).
-    db.metadata.create_all(db.engine, tables=[t for name, t in db.metadata.tables.items()
-                                              if name.startswith("twopath_")])
     if db.session.execute(db.select(Drug).limit(1)).first() is None:
         db.session.add_all(Drug(code=c, name=n) for c, n in DEMO_DRUGS)
         db.session.add_all(Disease(code=c, name=n) for c, n in DEMO_DISEASES)
