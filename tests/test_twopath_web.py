@@ -4,6 +4,7 @@ import errors, log search with masking by role, statistics, interfaces that need
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -85,6 +86,9 @@ def test_a_catalogue_import_with_errors_lists_them_and_statistics_count_filings(
     submit_now(new_filing("twopath", 2, begndate="2025-05-10"))
     stats = web.get("/twopath/stats?by=month&year=2025").get_data(as_text=True)
     assert "2025-05" in stats and "M03900" in stats and "XL01XC03" in stats
+    chart = json.loads(stats.split('id="filings-chart">', 1)[1].split("</script>", 1)[0])
+    assert chart["labels"] == ["2025-05"] and chart["stacked"] is True
+    assert sum(d["data"][0] for d in chart["datasets"]) == 2  # the chart counts what the table counts
     interfaces = web.get("/twopath/interfaces").get_data(as_text=True)
     assert "twopath.1309" in interfaces and "需要接口规范" in interfaces
     for path in ("/twopath/", "/twopath/sync", "/twopath/filings/new?kind=chronic"):

@@ -218,7 +218,7 @@ def regulator_table(days: int) -> tuple[list[dict], list[str], dict[str, dict[st
 SERIES_COLORS = {"成功": "#1a7f37", "失败": "#c62828", "其他": "#9aa5b1"}
 
 
-def _chart(kind: str, labels: list[str], series: dict[str, dict], *, stacked: bool = False,
+def chart_spec(kind: str, labels: list[str], series: dict[str, dict], *, stacked: bool = False,
            y_title: str = "", right_axis: frozenset[str] = frozenset(), y1_title: str = "") -> str:
     """A chart spec for static/app.js; series named in ``right_axis`` use a second y axis (ratios next
     to counts)."""
@@ -252,12 +252,12 @@ def index():
     return render_template(
         "stats.html", candidates=candidates, report_type=report_type, days=days_key, ranges=RANGES,
         granularity=granularity, fields=fields, titles=titles, chosen=chosen, labels=labels, table=table,
-        indicator_chart=_chart("line", labels, {titles[n]: table.get(n, {}) for n in chosen},
+        indicator_chart=chart_spec("line", labels, {titles[n]: table.get(n, {}) for n in chosen},
                                right_axis=frozenset(titles[n] for n, _, kind in fields if kind in AVERAGED_TYPES),
                                y1_title="比例/均值（虚线）"),
         volume_labels=volume_labels, volume=volume,
-        volume_chart=_chart("bar", volume_labels, volume, stacked=True, y_title="上报数"),
+        volume_chart=chart_spec("bar", volume_labels, volume, stacked=True, y_title="上报数"),
         summary=summary, rate_labels=rate_labels, rates=rates,
-        rate_chart=_chart("line", rate_labels, rates, y_title="成功率 %"),
+        rate_chart=chart_spec("line", rate_labels, rates, y_title="成功率 %"),
         title_of=report_type_title,
     )

@@ -337,9 +337,26 @@ def stats():
     by = "year" if request.args.get("by") == "year" else "month"
     year, kind = request.args.get("year", ""), request.args.get("kind", "")
     rows = reports.statistics(by=by, year=year or None, kind=kind if kind in (TWOPATH, CHRONIC) else None)
-    return render_template("twopath/stats.html", rows=rows, by=by, year=year, kind=kind,
+    return render_template("twopath/stats.html", rows=rows, by=by, year=year, kind=kind, chart=_stats_chart(rows),
                            columns=[("approved", "审核通过"), ("rejected", "不通过"), ("pending", "审核中"),
                                     ("revoked", "已撤销"), ("unsent", "未提交")])
+
+
+def _stats_chart(rows) -> str:
+    """Filings per period, stacked by drug / disease (the eight most filed; the rest as 其他)."""
+    from web.stats import chart_spec
+
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r.name] = totals.get(r.name, 0) + r.total
+    top = set(sorted(totals, key=totals.get, reverse=True)[:8])
+    periods = sorted({r.period for r in rows})
+    series: dict[str, dict[str, int]] = {}
+    for r in rows:
+        name = r.name if r.name in top else "其他"
+        bucket = series.setdefault(name, {})
+        bucket[r.period] = bucket.get(r.period, 0) + r.total
+    return chart_spec("bar", periods, series, stacked=True, y_title="申报数")
 
 
 @bp.get("/interfaces")
