@@ -35,6 +35,7 @@ from core import (  # noqa: E402
     pipeline,
 )
 from core.app import create_app  # noqa: E402
+from core.bootstrap import init_db  # noqa: E402
 from core.crypto import generate_sm2_keypair  # noqa: E402
 from core.db import db  # noqa: E402
 from core.demo_hospital import generate  # noqa: E402
@@ -115,8 +116,8 @@ def main() -> None:
     http._session.mount("http://bench.invalid", InstantRegulator())
     app = create_app()
     _, public = generate_sm2_keypair()
+    init_db(app)
     with app.app_context():
-        db.create_all()
         for key, value in {"hospital_daily_url": "http://bench.invalid/h", "org_code": "H36110200001",
                            "auth_code": "bench-auth-code", "sm4_key": os.urandom(16).hex()}.items():
             save_regulator_setting("keydata", key, value)
