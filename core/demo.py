@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -146,7 +146,3 @@ def run(port: int = 5000, sandbox_port: int = 5001, workers: int = 1) -> None:
                 child.kill()
         connection().shutdown() if hasattr(connection(), "socket_file") else None
         print("已停止。")
-
-
-def today_local() -> date:
-    return clock.local_now().date()

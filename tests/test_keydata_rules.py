@@ -263,3 +263,11 @@ def test_a_resent_withdrawal_told_the_record_is_gone_succeeded():
     first = context(spec.HOSPITAL_DAILY, [DAILY_ROW], operation="delete", resend=False)
     assert plugin.parse_response(resent, gone).kind == "success"
     assert plugin.parse_response(first, gone).kind == "reject"
+
+
+def test_an_iv_left_over_from_cbc_is_ignored_in_ecb():
+    from plugins.keydata.spec import sm4_profile
+
+    profile = sm4_profile({"sm4_mode": "ECB", "sm4_iv": "00" * 16})
+    assert profile.mode == "ECB" and profile.iv is None
+    assert sm4_profile({"sm4_mode": "CBC", "sm4_iv": "00" * 16}).iv == "00" * 16

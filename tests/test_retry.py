@@ -87,7 +87,6 @@ def test_the_stop_switch_holds_automatic_retries_until_released(echo):
 
 
 def test_a_transport_timeout_marks_the_next_attempt_as_a_resend(echo):
-    db.session.execute(sa.text("update regulator_settings set value='0.5' where key='timeout'"))
     from core.settings import save_regulator_setting
 
     save_regulator_setting("echo", "timeout", "0.5")

@@ -6,7 +6,6 @@ own curve arithmetic on Python ints for SM2 (``ec``), randomness from ``secrets`
 peer, never used here.
 """
 
-from ._codec import mask_secret
 from .detect import detect_sm2_profile, detect_sm4_profile
 from .errors import CryptoError
 from .keys import (
@@ -32,7 +31,6 @@ __all__ = [
     "detect_sm4_profile",
     "generate_sm2_keypair",
     "hmac_sm3",
-    "mask_secret",
     "normalize_private_key",
     "normalize_public_key",
     "private_key_pem",

@@ -49,11 +49,3 @@ def decode_input(text: str | bytes, output: str, what: str) -> bytes:
 def is_hex(s: str) -> bool:
     return bool(_HEX_RE.match(s))
 
-
-def mask_secret(value: str) -> str:
-    """'3f2a…(32位)': at most the first 4 characters, then the length, so logs never carry a key."""
-    if not value:
-        return ""
-    value = str(value)
-    shown = value[:4] if len(value) > 8 else value[: max(0, min(4, len(value) // 2))]
-    return f"{shown}…({len(value)}位)"

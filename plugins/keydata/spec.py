@@ -152,13 +152,14 @@ def is_period_end(kind: str, stat_date: datetime) -> bool:
 def sm4_profile(values: dict[str, str] | Any) -> SM4Profile:
     """The SM4 profile from settings (a core Settings or a plain dict with the same keys)."""
     get = values.get
+    mode = get("sm4_mode") or "ECB"
     try:
         return SM4Profile(
-            mode=get("sm4_mode") or "ECB",
+            mode=mode,
             padding=get("sm4_padding") or "pkcs7",
             key_format=get("sm4_key_format") or "hex",
             output=get("sm4_output") or "hex",
-            iv=get("sm4_iv") or None,
+            iv=(get("sm4_iv") or None) if mode == "CBC" else None,  # the IV setting means nothing in ECB
         )
     except CryptoError as exc:
         raise ConfigurationError(f"SM4 加密参数设置有误：{exc}") from None
