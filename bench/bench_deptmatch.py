@@ -1,4 +1,12 @@
-"""Suggestion quality of core.deptmatch on tests/data/department_names.csv: ``python bench/bench_deptmatch.py``.
+"""Suggestion quality of core.deptmatch: ``python bench/bench_deptmatch.py``.
+
+Three evaluation sets in tests/data/:
+- department_names.csv: the project's own names (written with the alias table, so the figure flatters);
+- department_names_independent.csv: names of the kind county, city and tertiary HIS hold (rooms with English
+  abbreviations, functional rooms, administrative offices, 专病门诊, new-style 中心 / …与…科 names), written
+  without the alias table; ``expected_code`` may list several defensible codes as ``A|B``;
+- department_names_fresh.csv: a second such set, first measured before any tuning (83.7 % / 91.3 %); it was
+  used for one round of vocabulary since, so its figure now flatters a little too.
 
 Prints top-1 and top-3 accuracy over the evaluation set (realistic hospital department names with the
 CT08.00.002 code a careful person would choose), the misses, and the time per suggestion.
@@ -23,9 +31,12 @@ sys.path.insert(0, str(ROOT))
 from core.deptmatch import ALIASES, Matcher, load_ct08, stem  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "department_names.csv"
+INDEPENDENT = ROOT / "tests" / "data" / "department_names_independent.csv"
+FRESH = ROOT / "tests" / "data" / "department_names_fresh.csv"
 
 
 def load_cases(path: Path = DATA) -> list[tuple[str, str]]:
+    """(local name, expected code); an expected code may be several defensible codes joined by '|'."""
     with path.open(encoding="utf-8") as handle:
         return [(row["local_name"], row["expected_code"]) for row in csv.DictReader(handle)]
 
@@ -43,9 +54,10 @@ def evaluate(matcher: Matcher | None, cases: list[tuple[str, str]]) -> dict:
             codes = [s.code for s in held_out.suggest(name, limit=3)]
         else:
             codes = [s.code for s in matcher.suggest(name, limit=3)]
-        top1 += bool(codes) and codes[0] == expected
-        top3 += expected in codes
-        if not codes or codes[0] != expected:
+        accepted = set(expected.split("|"))
+        top1 += bool(codes) and codes[0] in accepted
+        top3 += bool(accepted & set(codes))
+        if not codes or codes[0] not in accepted:
             misses.append((name, expected, codes))
     elapsed = time.perf_counter() - started
     n = len(cases)
@@ -66,12 +78,19 @@ def main() -> None:
     print(f"  每个名称 {result['ms_per_name']:.2f} ms")
     held = evaluate(None, cases)
     print(f"  留出法（每个名称去掉它自己的别名）：top-1 {held['top1']:.3f}，top-3 {held['top3']:.3f}")
-    for title, misses in (("首选不正确的", result["misses"]), ("留出法下首选不正确的", held["misses"])):
+    others = []
+    for path in (INDEPENDENT, FRESH):
+        other = evaluate(matcher, load_cases(path))
+        others.append((path, other))
+        print(f"独立编写的名称 {other['n']} 个（{path.relative_to(ROOT)}）：top-1 {other['top1']:.3f}，"
+              f"top-3 {other['top3']:.3f}，无建议 0 个（从不返回空列表）")
+    for title, misses in (("首选不正确的", result["misses"]), ("留出法下首选不正确的", held["misses"]),
+                          *((f"{p.name} 首选不正确的", o["misses"]) for p, o in others)):
         if not misses:
             continue
         print(f"  {title}：")
         for name, expected, codes in misses:
-            mark = "（前三含正确答案）" if expected in codes else ""
+            mark = "（前三含正确答案）" if set(expected.split("|")) & set(codes) else ""
             print(f"    {name}: 应为 {expected}，建议 {', '.join(codes) or '无'}{mark}")
 
 

@@ -162,6 +162,109 @@ D89   新农合 农合办
 A69   体检 健康体检 健康管理 体检中心 健康管理中心 便民
 """
 
+# --- the keyword table (data) ------------------------------------------------------------------------
+# Words that decide the specialty wherever they stand in a name: diseases, organs, examinations and rooms,
+# for names no alias or similarity can place (高血压门诊, 胃镜室, 弱视门诊, 消毒供应中心, 纪检监察室).
+# Latin abbreviations are matched as whole tokens (ECG室, DSA导管室, PIVAS). One line per code.
+KEYWORD_TABLE = """
+A03.01 睡眠监测 哮喘 慢阻肺 肺结节 戒烟 支气管镜 肺功能 睡眠呼吸 呼吸睡眠 肺部 肺癌筛查 间质性肺 肺血管 呼吸康复 雾化
+A03.02 脂肪肝 胃镜 肠镜 内镜 内窥镜 幽门 胃病 胃肠病 肝硬化 炎症性肠病 消化道 胰腺病 胆胰
+A03.03 头痛 癫痫 帕金森 记忆 认知 眩晕 卒中 脑血管 运动障碍 神经免疫 脑梗 脑功能障碍 肌病 周围神经 神经康复
+A03.04 高血压 房颤 心衰 心力衰竭 胸痛 冠心病 心律失常 起搏 心脏康复 血脂 动态血压 心脏介入 心血管病
+A03.05 贫血 白血病 淋巴瘤 骨髓 出凝血 血友病 血栓 止血
+A03.06 透析 血透 腹透 肾脏病 肾病 尿毒症 血液净化 肾穿刺
+A03.07 甲状腺 糖尿病 骨质疏松 肥胖 代谢 内分泌 垂体 肾上腺
+A03.08 痛风 红斑狼疮 类风湿 强直性脊柱炎
+A03.09 过敏
+A03.10 干部病房 老干 保健病房
+A04.01 乳腺 甲乳 疝 肝胆 胃肠外 结直肠 血管外 静脉曲张 微创外 肛周 胆道 腹壁 造口 胰腺外
+A04.03 脊柱 关节 创伤 手足 显微外 足踝 运动损伤 骨病 骨肿瘤
+A04.04 前列腺 碎石 结石 男性不育 排尿 尿动力 尿失禁 排石
+A04.05 肺外 食管
+A05.01 宫颈 妇科肿瘤 盆底 阴道镜 宫腔镜
+A05.02 产前 分娩 产检 待产 产房 胎儿 母胎
+A06.01 青春期
+A06.02 孕妇学校 孕产 围产 产后康复
+A09.01 生长发育 矮小
+A09.03 儿童心理
+A10 弱视 青光眼 白内障 验光 视光 眼底 屈光 斜视 角膜 近视 眼表 视网膜 泪道
+A11.01 听力 耳聋 耳鸣
+A11.02 鼻炎 鼻窦
+A11.03 嗓音 咽喉
+A12 牙
+A12.03 黏膜 粘膜
+A13.01 痤疮 白癜风 银屑病 湿疹 皮炎 脱发
+A13.02 性病
+A15 抑郁 焦虑 精神
+A15.06 心理 睡眠障碍 失眠
+A16 艾滋病 感染性疾病
+A16.02 发热
+A16.05 狂犬 犬伤
+A16.01 腹泻 肠道门诊
+A19 化疗 肿瘤 放化疗
+A20 急救
+A21 康复治疗 理疗 言语治疗 吞咽 作业治疗 物理治疗 运动疗法
+A26 手术室 麻醉
+A27 疼痛
+A28 重症
+A30.02 微生物
+A30.03 生化
+A30.04 免疫室
+A30.05 PCR 基因 分子诊断 遗传学
+A31 病理
+A32.01 DR X光 X线 钼靶 骨密度 造影
+A32.05 彩超 超声
+A32.06 ECG 心电
+A32.07 EEG 脑电 TCD 经颅多普勒 脑功能 脑血流
+A32.08 EMG 肌电 神经电生理
+A32.09 DSA 导管室 介入
+A32.10 放疗
+A50 膏方 国医 名老中医 中医馆
+A50.11 痔
+A50.13 针灸
+A50.14 推拿
+A69 营养 高压氧 供应室 消毒供应 CSSD 日间病房 特需 输液 注射 体检 健康管理 导诊 预约中心 便民服务
+D72 PIVAS 静配 静脉用药 药房 药库 药学 饮片 制剂 煎药 药械
+D74 输血 血库
+D81 院长办 党委办 党政办 综合办 党办
+D83 结算 收费 计财 财务 物价 价格
+D84 装备 设备 器械
+D85 信息
+D86 质控 医疗质量 病案 统计 医务 质量管理 医疗安全 病历质量
+D87 教育 教学 科研 科教 培训
+D88 后勤 总务 基建 物业
+D89 医保 农合
+D99 纪检 监察 宣传 工会 保卫 审计 采购 客服 客户服务 投诉 医患 运营 团委 档案 法务 统战 离退休 招标 门诊部办公室 行政 纪委 统战 社工 志愿者 发展规划 党建
+A04.02 颅脑 脑肿瘤 功能神经
+A05.05 试管婴儿 IVF
+A11 头颈 鼾症
+A14 激光美容 医美
+A07 儿童医学 儿科
+"""
+
+# Pediatric names move an adult specialty found by keyword to its paediatric sibling.
+_PEDIATRIC_SIBLING = {
+    "A03.01": "A07.04", "A03.02": "A07.03", "A03.03": "A07.08", "A03.04": "A07.05", "A03.05": "A07.07",
+    "A03.06": "A07.06", "A03.07": "A07.09", "A03.08": "A07.11", "A04.01": "A08.01", "A04.02": "A08.05",
+    "A04.03": "A08.02", "A04.04": "A08.03", "A04.05": "A08.04", "A04.06": "A08.04", "A12": "A12.04",
+    "A16": "A07.02", "A16.01": "A07.03", "A03": "A07", "A04": "A08",
+}
+# When nothing fits, a name still gets the dictionary's catch-all codes, clearly marked as such.
+CATCH_ALL = {"clinical": "A69", "admin": "D99"}
+_ADMIN_MARKERS = ("办公室", "办", "处", "部", "委", "会", "所", "股", "队")
+_CLINICAL_MARKERS = ("门诊", "病区", "病房", "诊室", "治疗", "检查", "室", "中心", "医学", "科")
+
+
+def _parse_keywords(table: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for line in table.strip().splitlines():
+        code, *words = line.split()
+        pairs.extend((unicodedata.normalize("NFKC", word).upper(), code) for word in words)
+    return sorted(pairs, key=lambda pair: -len(pair[0]))  # the longest keyword decides
+
+
+KEYWORDS: list[tuple[str, str]] = _parse_keywords(KEYWORD_TABLE)
+
 # Codes whose own name only makes sense with the parent's name (中医科 > 内科专业 is 中医内科).
 _QUALIFY_PREFIX = {"A50": "中医", "A51": "民族医"}
 _GENERIC_CHILD_NAMES = {"其他", "其它"}
@@ -246,7 +349,8 @@ class Matcher:
     """Prepared dictionary (and learned aliases) for ranking many names quickly."""
 
     def __init__(self, dictionary: Mapping[str, str] | Iterable[dict], *,
-                 parents: Mapping[str, str | None] | None = None, learned: Mapping[str, str] | None = None, aliases: Mapping[str, str] | None = None) -> None:
+                 parents: Mapping[str, str | None] | None = None, learned: Mapping[str, str] | None = None, aliases: Mapping[str, str] | None = None,
+                 keywords: list[tuple[str, str]] | None = None) -> None:
         if isinstance(dictionary, Mapping):
             names = dict(dictionary)
             parent_of = dict(parents or {})
@@ -269,21 +373,37 @@ class Matcher:
             weight = 0.88 if code[:1] in ("B", "C") else 1.0
             self.entries.append(_Entry(code, name, own, code not in has_children, weight))
         self.by_code = {e.code: e for e in self.entries}
+        self.exact = {normalize(name): code for code, name in names.items() if name not in _GENERIC_CHILD_NAMES}
         self.aliases = {k: v for k, v in (aliases if aliases is not None else ALIASES).items() if v in names}
+        self.keywords = [(word, code) for word, code in (keywords if keywords is not None else KEYWORDS)
+                         if code in names]
         self.learned: dict[str, str] = {}
         for local_name, code in (learned or {}).items():
             if code in names and stem(local_name):
                 self.learned[stem(local_name)] = code
 
     def suggest(self, local_name: str, limit: int = 5) -> list[Suggestion]:
-        """The best ``limit`` codes for one local name, best first."""
+        """The best ``limit`` codes for one local name, best first; never empty for a non-empty name:
+        when nothing fits, the dictionary's catch-all codes come with a low score that says so."""
         local = stem(local_name)
         if not local:
             return []
         scored = {e.code: self._score_entry(local, local_name, e) for e in self.entries}
-        for code, (value, reason) in self._alias_hits(local).items():
-            if value > scored[code][0]:
+        for code, (value, reason) in {**self._keyword_hits(local_name, local), **self._alias_hits(local)}.items():
+            if code in scored and value > scored[code][0]:
                 scored[code] = (value, reason)
+        for code, (value, reason) in self._keyword_hits(local_name, local).items():
+            if code in scored and value > scored[code][0]:
+                scored[code] = (value, reason)
+        exact = self.exact.get(normalize(local_name))
+        alias = self.aliases.get(local)
+        if alias is not None:  # 感染科: the everyday meaning (传染科) beats the same-named admin code D73
+            for code, (value, reason) in list(scored.items()):
+                if code != alias and value > 0.9 and reason == "名称相同":
+                    scored[code] = (0.9, reason)
+        if exact is not None and (alias is None or alias == exact):
+            # A code meant for other institutions (CDC, supervision) keeps its demotion even by exact name.
+            scored[exact] = (self.by_code[exact].weight, "与字典名称完全相同")
         specific = len(local) >= 2
         ranked = sorted(
             scored.items(),
@@ -291,8 +411,20 @@ class Matcher:
                               self.by_code[item[0]].leaf, -len(item[0])),
             reverse=True,
         )
-        return [Suggestion(code, self.names[code], round(min(1.0, value), 3), reason)
-                for code, (value, reason) in ranked[:limit] if value > 0]
+        out = [Suggestion(code, self.names[code], round(min(1.0, value), 3), reason)
+               for code, (value, reason) in ranked[:limit] if value > 0]
+        if not out or out[0].score < RELIABLE_SCORE:
+            out = self._with_catch_all(local_name, out, limit)
+        return out
+
+    def _with_catch_all(self, local_name: str, found: list[Suggestion], limit: int) -> list[Suggestion]:
+        kind = "admin" if _looks_administrative(local_name) else "clinical"
+        order = [CATCH_ALL[kind], CATCH_ALL["admin" if kind == "clinical" else "clinical"]]
+        extra = [Suggestion(code, self.names[code], 0.3 if i == 0 else 0.2,
+                            "没有可靠的匹配：归入字典的「其他」类代码，请人工确认")
+                 for i, code in enumerate(order) if code in self.names]
+        merged = [s for s in extra[:1]] + [s for s in found if s.code not in order] + extra[1:]
+        return merged[:limit]
 
     def score(self, local_name: str, code: str) -> float:
         """How well one code fits a local name (for flagging suspicious mappings)."""
@@ -308,16 +440,40 @@ class Matcher:
 
     def _alias_hits(self, local: str) -> dict[str, tuple[float, str]]:
         hits: dict[str, tuple[float, str]] = {}
-        for table, label, exact_score in ((self.learned, "院内已对照同名科室", 1.0), (self.aliases, "别名", 1.0)):
+        # A name the hospital confirmed is certain (100%); a built-in alias is strong but not certain.
+        for table, label, exact_score in ((self.learned, "院内已确认的对照", 1.0), (self.aliases, "别名", 0.95)):
             code = table.get(local)
             if code is not None and code not in hits:
                 hits[code] = (exact_score, f"{label}「{local}」")
-        # An alias inside a longer name (心内 in 小儿心内 is weaker than 小儿心内 itself).
-        for alias, code in self.aliases.items():
-            if len(alias) >= 2 and alias != local and alias in local:
-                value = 0.62 + 0.3 * len(alias) / len(local)
-                if value > hits.get(code, (0.0, ""))[0]:
-                    hits[code] = (value, f"含别名「{alias}」")
+        # A confirmed name or an alias inside a longer name (心内 in 小儿心内 is weaker than 小儿心内 itself);
+        # a confirmed name carries over to its variants (心内一病区, 东院心内...).
+        for table, label, base in ((self.learned, "含院内已确认的名称", 0.68), (self.aliases, "含别名", 0.62)):
+            for alias, code in table.items():
+                if len(alias) >= 2 and alias != local and alias in local:
+                    value = base + 0.3 * len(alias) / len(local)
+                    if value > hits.get(code, (0.0, ""))[0]:
+                        hits[code] = (value, f"{label}「{alias}」")
+        return hits
+
+    def _keyword_hits(self, raw_name: str, local: str) -> dict[str, tuple[float, str]]:
+        """Disease, organ, examination and room words (data: KEYWORD_TABLE); the longest one decides."""
+        text = normalize(raw_name)
+        pediatric = any(m in text for m in _PEDIATRIC)
+        hits: dict[str, tuple[float, str]] = {}
+        for word, code in self.keywords:
+            if not _contains_word(text, word):
+                continue
+            if pediatric and code in _PEDIATRIC_SIBLING and _PEDIATRIC_SIBLING[code] in self.names:
+                code = _PEDIATRIC_SIBLING[code]
+            # A keyword that carries the room/clinic suffix (免疫室, 干部病房) says more than the bare stem.
+            value = 0.96 if len(word) > len(local) else min(0.93, 0.84 + 0.1 * len(word) / max(len(local), 1))
+            value += _context_bonus(local, code) - 0.02 * len(hits)
+            if "外" in local and code.startswith(("A03", "A32.09")):
+                value -= 0.1  # 甲状腺乳腺外科, 血管与介入外科: the surgery decides, not the organ
+            if code not in hits:
+                hits[code] = (value, f"含关键词「{word}」")
+            if len(hits) >= 2:
+                break
         return hits
 
     def _score_entry(self, local: str, raw_name: str, entry: _Entry) -> tuple[float, str]:
@@ -325,6 +481,28 @@ class Matcher:
         value *= entry.weight
         value += _context_bonus(local, entry.code)
         return max(0.0, min(1.0, value)), reason
+
+
+RELIABLE_SCORE = 0.5  # below this the best match is a guess: the catch-all codes lead
+
+
+def _contains_word(text: str, word: str) -> bool:
+    """Chinese keywords match anywhere; Latin abbreviations only as a whole token (CT not in PICT)."""
+    if not word.isascii():
+        return word in text
+    for found in re.finditer(re.escape(word), text):
+        before = text[found.start() - 1] if found.start() else ""
+        after = text[found.end()] if found.end() < len(text) else ""
+        if not (before.isascii() and before.isalpha()) and not (after.isascii() and after.isalpha()):
+            return True
+    return False
+
+
+def _looks_administrative(name: str) -> bool:
+    text = normalize(name)
+    if any(m in text for m in ("门诊", "病区", "病房", "诊室", "治疗", "检查", "医学")):
+        return False
+    return text.endswith(_ADMIN_MARKERS) or any(code == "D99" for word, code in KEYWORDS if word in text)
 
 
 def _context_bonus(local: str, code: str) -> float:
