@@ -607,6 +607,15 @@ def restore(report_type: str, version: int, author: str, comment: str = "") -> F
                         restored_from=version)
 
 
+def restore_plugin_default(report_type: str, author: str) -> FieldMappingVersion:
+    """Go back to the plugin's own mapping (no rules: the plugin's SQL columns pass through unchanged),
+    saved as a new, empty version so the history keeps what was used before. The caller commits."""
+    current = active_version(report_type)
+    if current is None or not (current.rules or []):
+        raise MappingError("当前已经是插件默认映射，无需恢复")
+    return save_version(report_type, [], author, "恢复插件默认映射")
+
+
 def _canonical(rules: list[Mapping[str, Any]]) -> str:
     return json.dumps(sorted((dict(r) for r in rules), key=rule_key), ensure_ascii=False, sort_keys=True)
 

@@ -122,3 +122,30 @@ def test_edit_pages_render(app, maptest):
     assert "列 cnt，转为整数" in page
     assert admin.get("/config/fields/maptest.visits/versions/9").status_code == 404
     assert admin.get("/config/fields/nope.nothing").status_code == 404
+
+
+def test_restoring_the_plugin_default_saves_an_empty_version_and_rows_pass_through_again(app, maptest):
+    from core.db import db
+
+    admin = login(app, "admin")
+    page = admin.get("/config/fields/maptest.visits").get_data(as_text=True)
+    assert "恢复插件默认映射" not in page  # nothing to restore yet
+    assert admin.post("/config/fields/maptest.visits/save", {**V1, "comment": "初版"}).status_code == 302
+    assert "恢复插件默认映射" in admin.get("/config/fields/maptest.visits").get_data(as_text=True)
+    answer = admin.post("/config/fields/maptest.visits/reset", {})
+    assert answer.status_code == 302
+    page = admin.get("/config/fields/maptest.visits").get_data(as_text=True)
+    assert 'id="current-version">v2' in page and "已恢复插件默认映射" in page
+    upload = _plan(_slot())
+    assert upload.mapping_version == 2 and "visits" not in upload.rows[0] and "cnt" in upload.rows[0]
+    again = admin.post("/config/fields/maptest.visits/reset", {}, follow_redirects=True).get_data(as_text=True)
+    assert "当前已经是插件默认映射" in again
+    actions = [a for (a,) in db.session.execute(db.select(AuditLog.action).order_by(AuditLog.id))]
+    assert actions.count("field_mapping.reset") == 1
+    operator = login(app, "operator")
+    assert operator.post("/config/fields/maptest.visits/reset", {}).status_code == 403
+
+
+def test_preview_does_not_wait_for_the_change_note(app, maptest):
+    page = login(app, "admin").get("/config/fields/maptest.visits").get_data(as_text=True)
+    assert 'name="comment"' in page and "required" not in page.split('name="comment"')[1].split(">")[0]

@@ -31,6 +31,7 @@ from core.mapping import (
     preview,
     registered_dictionaries,
     restore,
+    restore_plugin_default,
     save_version,
     validate,
     versions,
@@ -210,4 +211,23 @@ def restore_version(report_type: str):
         flash(f"未恢复：{exc}", "error")
         return redirect(url_for("config_fields.edit", report_type=rt.name))
     flash(f"已恢复 v{version}（保存为新版本 v{row.version}），下一次上报起使用", "ok")
+    return redirect(url_for("config_fields.edit", report_type=rt.name))
+
+
+@bp.post("/<report_type>/reset")
+@require_role(Role.ADMIN)
+def restore_default(report_type: str):
+    rt = _report_type_or_404(report_type)
+    try:
+        before = active_version(rt.name)
+        row = restore_plugin_default(rt.name, _actor())
+        audit.record("field_mapping.reset", rt.name, before={"version": before.version if before else None},
+                     after={"version": row.version, "rules": 0})
+        db.session.commit()
+    except MappingError as exc:
+        db.session.rollback()
+        flash(f"未恢复：{exc}", "error")
+        return redirect(url_for("config_fields.edit", report_type=rt.name))
+    flash(f"已恢复插件默认映射（保存为 v{row.version}，不含任何规则），下一次上报起使用；"
+          f"需要时可在版本历史中恢复 v{before.version}", "ok")
     return redirect(url_for("config_fields.edit", report_type=rt.name))

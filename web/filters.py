@@ -35,10 +35,20 @@ def ago(value: datetime | None) -> str:
         return f"{seconds // 60} 分钟前"
     if seconds < 86400:
         return f"{seconds // 3600} 小时前"
-    return f"{seconds // 86400} 天前"
+    if seconds < 7 * 86400:
+        return f"{seconds // 86400} 天前"
+    # Older than a week: the date itself (with its year) says more than "394 天前".
+    return f"{local_time(value, '%Y-%m-%d')}（{seconds // 86400} 天前）"
+
+
+def cron_words(expression: str | None) -> str:
+    from web.cron_words import describe
+
+    return describe(expression)
 
 
 def register(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(thousands, "thousands")
     app.add_template_filter(ago, "ago")
+    app.add_template_filter(cron_words, "cron_words")
