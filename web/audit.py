@@ -55,4 +55,52 @@ ACTION_LABELS = {
     "task.cron": "修改计划",
     "task.backfill": "补传",
     "heldback.resolve": "处理暂缓记录",
+    "heldback.resend": "补报暂缓记录",
+    "task.replan": "重新计划",
+    "department.map": "科室对照",
+    "department.import": "导入科室对照",
+    "department.import_rejected": "科室对照导入被拒绝",
+    "department.export": "导出科室对照",
+    "field_mapping.save": "保存字段映射",
+    "field_mapping.restore": "恢复字段映射版本",
+    "field_mapping.reset": "恢复插件默认映射",
+    "regulator.settings": "修改监管平台配置",
+    "regulator.test": "测试连接",
+    "regulator.sm4_profile": "应用 SM4/SM2 参数",
+    "regulator.known_answer": "验证已知答案样例",
+    "platform.flags": "修改平台参数",
+    "alert.channel": "修改告警渠道",
+    "alert.test": "发送测试告警",
+    "patient.unmask": "查看完整患者信息",
+    "filing.create": "新建备案",
+    "filing.update": "修改备案",
+    "filing.approve": "医师审核通过",
+    "filing.reject": "医师审核驳回",
+    "filing.submit": "提交备案",
+    "filing.revoke": "撤销备案",
+    "catalogue.import": "导入目录",
+    "catalogue.export": "导出目录",
+    "catalogue.download": "下载目录",
 }
+
+# Families of actions, for an action recorded by a plugin that has no label of its own yet: the admin
+# never sees a raw identifier such as "filing.sheet".
+ACTION_GROUPS = {
+    "login": "登录", "user": "用户", "upload": "上报", "retry": "重试", "task": "定时任务", "heldback": "暂缓记录",
+    "department": "科室对照", "field_mapping": "字段映射", "regulator": "监管平台配置", "platform": "平台参数",
+    "alert": "告警", "patient": "患者信息", "filing": "备案", "catalogue": "目录", "settings": "配置",
+}
+
+
+def action_label(action: str) -> str:
+    """The Chinese name of an audit action; an unknown one is named by its family ("备案：其他操作")."""
+    if action in ACTION_LABELS:
+        return ACTION_LABELS[action]
+    family = action.split(".", 1)[0]
+    return f"{ACTION_GROUPS[family]}：其他操作" if family in ACTION_GROUPS else "其他操作"
+
+
+def action_choices(seen: list[str]) -> list[tuple[str, str]]:
+    """Every labelled action plus any action found in the log, for the 操作 filter."""
+    keys = list(ACTION_LABELS) + sorted(a for a in set(seen) if a not in ACTION_LABELS)
+    return [(key, action_label(key)) for key in keys]

@@ -151,5 +151,6 @@ def audit_log():
     entries = db.session.execute(query.order_by(AuditLog.id.desc()).limit(AUDIT_PAGE_SIZE + 1)).scalars().all()
     more = len(entries) > AUDIT_PAGE_SIZE
     entries = entries[:AUDIT_PAGE_SIZE]
+    seen = [a for (a,) in db.session.execute(sa.select(AuditLog.action).distinct())]
     return render_template("audit.html", entries=entries, more=more, actor=actor, action=action,
-                           labels=audit.ACTION_LABELS)
+                           choices=audit.action_choices(seen), action_label=audit.action_label)
