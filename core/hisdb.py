@@ -219,7 +219,7 @@ class HospitalData:
                     conn.rollback()
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise HisQueryError(f"{where} 执行失败 (query failed): {detail}") from exc
+            raise HisQueryError(f"{where} 执行失败：{detail}") from exc
         return rows
 
     def scalar(self, report_type: ReportTypeLike, name: str, /, **params: Any) -> Any:

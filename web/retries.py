@@ -19,7 +19,14 @@ from web import audit
 from web.auth import require_role
 from web.helpers import redis_call, report_type_choices, report_type_title, safe_back
 from web.models import BulkRetry, Role
-from web.upload_query import FAILURE_STATUSES, STATUS_CHOICES, UploadFilter, exact_count
+from web.upload_query import (
+    FAILURE_STATUSES,
+    FILTER_NAMES,
+    STATUS_CHOICES,
+    UploadFilter,
+    exact_count,
+    filter_value_label,
+)
 
 log = logging.getLogger("baosong.web.retries")
 bp = Blueprint("retries", __name__, url_prefix="/retries")
@@ -53,7 +60,8 @@ def confirm():
     flt = UploadFilter.from_args(request.args)
     count = exact_count(flt, failures_only=True)
     template = "retries_confirm.html" if request.headers.get("HX-Request") else "retries_confirm_page.html"
-    return render_template(template, flt=flt, count=count, bulk_max=BULK_MAX, title_of=report_type_title)
+    return render_template(template, flt=flt, count=count, bulk_max=BULK_MAX, title_of=report_type_title,
+                           filter_names=FILTER_NAMES, filter_value_label=filter_value_label)
 
 
 def _matching_ids(flt: UploadFilter) -> list[int]:

@@ -24,6 +24,17 @@ PAGE_SIZE = 50
 COUNT_CAP = 10_000
 FAILURE_STATUSES = (UploadStatus.FAILED, UploadStatus.RETRY_WAIT, UploadStatus.REJECTED)
 STATUS_CHOICES = [("failures", "全部失败（失败/待重试/被拒绝）")] + [(s, UploadStatus.LABELS[s]) for s in UploadStatus.ALL]
+FILTER_NAMES = {"start": "开始", "end": "结束", "report_type": "类型", "status": "状态", "department": "科室",
+                "q": "关键字", "period_start": "统计期起", "period_end": "统计期止"}
+
+
+def filter_value_label(key: str, value: str, title_of=None) -> str:
+    """A filter's value as the admin should read it (状态：失败, never 状态：failed)."""
+    if key == "status":
+        return dict(STATUS_CHOICES).get(value, value)
+    if key == "report_type" and title_of is not None:
+        return title_of(value)
+    return value
 
 # Columns the list needs (not rows/result, which can be large).
 LIST_COLUMNS = (
