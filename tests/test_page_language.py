@@ -105,3 +105,26 @@ def test_the_scanner_finds_what_it_is_meant_to_find():
     assert untranslated("<td>new</td><td>BadZipFile: File is not a zip file</td>") == ["BadZipFile", "new"]
     assert untranslated("<p>类型 <code>keydata.dept_daily</code> 计划 <code>failed</code> catch_up</p>") == ["catch_up"]
     assert untranslated('<a title="failed" href="/x?status=failed">失败</a>') == []
+
+
+def test_a_file_that_is_not_a_workbook_is_refused_in_chinese_without_an_exception_name(app):
+    from plugins.twopath import catalogue
+
+    applied, errors = catalogue.import_workbook("drugs", b"PK\x03\x04 not really a zip")
+    assert applied == 0 and len(errors) == 1
+    assert "不是有效的 Excel" in str(errors[0]) and not untranslated(f"<p>{errors[0]}</p>")
+    assert "Error" not in str(errors[0]) and "Zip" not in str(errors[0])
+
+
+def test_the_excel_export_names_the_operation_in_chinese(app, webtest):
+    import io
+
+    import openpyxl
+
+    plan_and_send(1)
+    answer = login(app, "admin").get("/uploads/export.xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(answer.data)).active
+    header = [c.value for c in sheet[1]]
+    column = header.index("操作")
+    values = {row[column].value for row in sheet.iter_rows(min_row=2) if row[0].value is not None}
+    assert values and values <= {"新增", "更新", "删除/撤回"}

@@ -41,6 +41,14 @@ def ago(value: datetime | None) -> str:
     return f"{local_time(value, '%Y-%m-%d')}（{seconds // 86400} 天前）"
 
 
+OPERATION_LABELS = {"new": "新增", "update": "更新", "delete": "删除/撤回"}
+
+
+def operation_label(operation: str | None) -> str:
+    """What an upload does at the regulator, in Chinese (新增 / 更新 / 删除/撤回)."""
+    return OPERATION_LABELS.get(operation or "new", "其他")
+
+
 def cron_words(expression: str | None) -> str:
     from web.cron_words import describe
 
@@ -52,3 +60,4 @@ def register(app: Flask) -> None:
     app.add_template_filter(thousands, "thousands")
     app.add_template_filter(ago, "ago")
     app.add_template_filter(cron_words, "cron_words")
+    app.add_template_filter(operation_label, "operation_label")

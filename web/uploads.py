@@ -25,6 +25,7 @@ from core.masking import mask_text
 from core.models import Upload, UploadStatus
 from web import audit
 from web.auth import require_role
+from web.filters import operation_label
 from web.helpers import (
     plugin_upload_actions,
     redis_call,
@@ -90,7 +91,7 @@ def export():
             if r.report_type not in titles:
                 titles[r.report_type] = report_type_title(r.report_type)
             yield (r.id, local(r.created_at), r.report_type, titles[r.report_type], r.period, r.department or "",
-                   masked(r.business_key), r.operation, UploadStatus.LABELS.get(r.status, r.status),
+                   masked(r.business_key), operation_label(r.operation), UploadStatus.LABELS.get(r.status, r.status),
                    r.attempts, r.last_code or "", masked((r.last_message or "")[:500]), local(r.finished_at))
 
     note = f"导出已截断：Excel 单表最多 {MAX_ROWS - 1} 行，请缩小筛选范围"

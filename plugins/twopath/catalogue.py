@@ -6,6 +6,7 @@ An import is checked completely first; any error (naming row and column) applies
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -13,6 +14,8 @@ from openpyxl import Workbook, load_workbook
 
 from core.db import db
 from plugins.twopath.models import Disease, Drug
+
+log = logging.getLogger("baosong.twopath.catalogue")
 
 # kind -> (model, code header, name header, code max length, name max length). The drug lengths are
 # those of twopathdruglist (med_list_codg 30, med_list_name 50); the disease table gives none, so the
@@ -52,7 +55,8 @@ def import_workbook(kind: str, content: bytes) -> tuple[int, list[RowError]]:
     try:
         sheet = load_workbook(io.BytesIO(content), read_only=True, data_only=True).worksheets[0]
     except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-        return 0, [RowError(0, "文件", f"不是有效的 Excel（.xlsx）文件：{type(exc).__name__}")]
+        log.info("catalogue upload is not a workbook: %s: %s", type(exc).__name__, exc)
+        return 0, [RowError(0, "文件", "不是有效的 Excel（.xlsx）文件：请用 Excel 或 WPS 另存为 .xlsx 后再导入")]
     rows = list(sheet.iter_rows(values_only=True))
     if not rows:
         return 0, [RowError(1, "表头", "工作表为空")]
