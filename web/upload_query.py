@@ -60,6 +60,8 @@ class UploadFilter:
     status: str = ""  # an UploadStatus, or "failures"
     department: str = ""
     q: str = ""  # free text on business keys (msgid, application no., ID/card number...)
+    period_start: str = ""  # 统计期 from (YYYY-MM-DD): the period the data is about, not when it was sent
+    period_end: str = ""  # 统计期 to, inclusive
     order: str = "desc"
 
     @classmethod
@@ -74,6 +76,9 @@ class UploadFilter:
             flt.start = ""
         if not _parse_day(flt.end):
             flt.end = ""
+        for name in ("period_start", "period_end"):
+            if not _parse_day(getattr(flt, name)):
+                setattr(flt, name, "")
         return flt
 
     def as_dict(self) -> dict[str, str]:
@@ -104,6 +109,9 @@ class UploadFilter:
             where.append(Upload.status == statuses[0] if len(statuses) == 1 else Upload.status.in_(statuses))
         if self.department:
             where.append(Upload.department == self.department)
+        period = period_condition(_parse_day(self.period_start), _parse_day(self.period_end))
+        if period is not None:
+            where.append(period)
         if self.q:
             from web import search_index
 
@@ -114,6 +122,28 @@ class UploadFilter:
         if self.status == "failures":
             return list(FAILURE_STATUSES)
         return [self.status] if self.status else []
+
+
+def period_condition(first: date | None, last: date | None):
+    """Uploads whose 统计期 label falls in [first, last]. Plugins write the label in their regulator's form
+    (2025/02/17 07:59:59, 2025-02-17, 20250217, a month 2025/02, a range "a ~ b" by its start); each form is
+    fixed-width, so a string range per separator is exact and can use an index on the label."""
+    if first is None and last is None:
+        return None
+    first = first or date(1900, 1, 1)
+    last = last or date(9999, 12, 30)
+    after = last + timedelta(days=1)
+    options = []
+    for sep in ("/", "-", ""):
+        low, high = first.strftime(f"%Y{sep}%m{sep}%d"), after.strftime(f"%Y{sep}%m{sep}%d")
+        options.append(sa.and_(Upload.period >= low, Upload.period < high))
+    months = []
+    cursor = date(first.year, first.month, 1)
+    while cursor <= last and len(months) < 600:
+        months += [cursor.strftime("%Y/%m"), cursor.strftime("%Y-%m"), cursor.strftime("%Y%m")]
+        cursor = date(cursor.year + cursor.month // 12, cursor.month % 12 + 1, 1)
+    options.append(Upload.period.in_(months))
+    return sa.or_(*options)
 
 
 def _order(flt: UploadFilter, reverse: bool = False):
