@@ -287,16 +287,19 @@ class LocalMapping:
     ``local_codes()`` lists the hospital's codes now (it may raise when the HIS is down: the mapping page
     still shows the stored mappings); ``mappings()`` returns the stored ones by local code;
     ``save(local_code, local_name, national_code_or_None, actor)`` stores one (validating the national
-    code; the caller commits); ``pending()`` (optional) counts records waiting on each local code (held
-    back, today's data) for the coverage meter.
+    code; the caller commits). For the coverage meter, optional: ``held()`` counts the held-back records
+    waiting on each local code, ``in_use()`` the local codes in the current data (e.g. today's visits).
+    The labels name the two sides on the page and in the Excel template ("院内科室" -> 院内科室代码).
     """
 
     local_codes: Callable[[], list[LocalCode]]
     mappings: Callable[[], dict[str, MappedCode]]
     save: Callable[[str, str, str | None, str], Any]
-    pending: Callable[[], dict[str, int]] | None = None
-    local_label: str = "院内代码"
-    national_label: str = "国家代码"
+    held: Callable[[], dict[str, int]] | None = None
+    in_use: Callable[[], set[str]] | None = None
+    local_label: str = "院内"
+    national_label: str = "国家"
+    used_by: str = ""  # what the mapping is for, shown on the page (e.g. "科室就诊日报使用")
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,9 @@ def register_dictionary(name: str, provider) -> None:
 
 
 def dictionary_codes(name: str) -> dict[str, str]:
-    provider = _dictionary_providers.get(name)
+    """The codes of a dictionary a plugin declared (hook ``register_dictionaries``)."""
+    declared = registry().dictionaries.get(name)
+    provider = declared.codes if declared is not None else _dictionary_providers.get(name)
     if provider is None:
         raise BaosongError(f"代码字典 {name} 未注册")
     return provider()

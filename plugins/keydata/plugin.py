@@ -27,10 +27,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from core import ledger, pipeline
+from core import ledger
 from core.db import db
 from core.errors import BaosongError, ConfigurationError, RejectUpload
 from core.hook_types import (
+    CodeDictionary,
     OutboundRequest,
     Outcome,
     Payload,
@@ -103,7 +104,6 @@ _URL_SETTING = {kind: f"{kind}_url" for kind in spec.KINDS}
 _NOT_HELD = re.compile(r"不存在|没有已上报|无此")
 _BUSY = re.compile(r"系统繁忙|服务繁忙|稍后再试|稍后重试|服务暂不可用|系统异常|超时")
 # Our own sources for the CT08.00.002 codes (the database table, loaded from the shipped file).
-pipeline.register_dictionary(spec.DICTIONARY, models.national_departments)
 
 
 def report_types() -> list[ReportType]:
@@ -134,6 +134,13 @@ def register_regulators() -> list[Regulator]:
 @hookimpl
 def register_report_types() -> list[ReportType]:
     return report_types()
+
+
+@hookimpl
+def register_dictionaries() -> list[CodeDictionary]:
+    from plugins.keydata.dictionary import CT08
+
+    return [CT08]
 
 
 @hookimpl
