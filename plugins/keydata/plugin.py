@@ -41,6 +41,7 @@ from core.hook_types import (
     Response,
     Sandbox,
     SettingField,
+    UploadAction,
     UploadContext,
     UploadPlan,
 )
@@ -431,7 +432,23 @@ def _excerpt(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-# --- admin actions (called by the web admin) --------------------------------------------------------
+# --- admin actions (hook upload_actions: buttons on an upload's detail page) --------------------------
+
+@hookimpl
+def upload_actions(upload: Upload) -> list[UploadAction]:
+    """更新重发 (dataFlag 2) and 撤回 (dataFlag 3) of what an upload submitted."""
+    if upload.operation == "delete":
+        return []
+    no_rows = "" if upload.rows else "没有数据（被暂缓的科室记录请先维护对照）"
+    withdrawable = "" if upload.status == UploadStatus.SUCCEEDED else \
+        f"只有已成功的上报可以撤回（当前状态：{upload.status_label}）"
+    return [
+        UploadAction("resend", "更新重发（dataFlag=2）", handler=resend_update, unavailable=no_rows,
+                     confirm="以 dataFlag=2（更新）重新发送这条数据？", done="已提交更新重发（dataFlag=2）"),
+        UploadAction("withdraw", "撤回（dataFlag=3）", handler=withdraw, unavailable=no_rows or withdrawable,
+                     confirm="以 dataFlag=3（删除）撤回这条数据？", done="已提交撤回（dataFlag=3）"),
+    ]
+
 
 _SUFFIX = re.compile(r"#(update|delete)-\d+$")
 
