@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.deptmatch import Matcher, load_ct08, normalize, stem
+from core.deptmatch import Matcher, normalize, stem
+from plugins.keydata.spec import dictionary_entries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from bench_deptmatch import FRESH, INDEPENDENT, evaluate, load_cases  # noqa: E402
@@ -15,7 +16,7 @@ from bench_deptmatch import FRESH, INDEPENDENT, evaluate, load_cases  # noqa: E4
 
 @pytest.fixture(scope="module")
 def matcher() -> Matcher:
-    return Matcher(load_ct08())
+    return Matcher(list(dictionary_entries()))
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -52,7 +53,7 @@ def test_public_health_codes_demoted_but_not_hidden(matcher):
 
 
 def test_learned_mapping_counts_as_alias():
-    learned = Matcher(load_ct08(), learned={"便民服务": "A02"})
+    learned = Matcher(list(dictionary_entries()), learned={"便民服务": "A02"})
     top = learned.suggest("便民服务门诊", 1)[0]
     assert top.code == "A02" and "已确认" in top.reason
 
@@ -81,7 +82,7 @@ def test_quality_on_the_evaluation_set(matcher):
 
 
 def test_expected_codes_exist_in_ct08():
-    codes = {e["code"] for e in load_ct08()}
+    codes = {e["code"] for e in list(dictionary_entries())}
     for path in (None, INDEPENDENT, FRESH):
         cases = load_cases(path) if path else load_cases()
         assert all(set(expected.split("|")) <= codes for _name, expected in cases)
@@ -111,14 +112,14 @@ def test_a_hundred_percent_only_for_an_exact_or_confirmed_match(matcher):
     assert matcher.suggest("医学影像科", 1)[0].percent == 100  # the dictionary's own name
     assert matcher.suggest("心内科", 1)[0].percent < 100  # a built-in alias: strong, not certain
     assert all(s.percent < 100 for s in matcher.suggest("心内科二病区", 3))
-    confirmed = Matcher(load_ct08(), learned={"心内科": "A03.04"})
+    confirmed = Matcher(list(dictionary_entries()), learned={"心内科": "A03.04"})
     assert confirmed.suggest("心内科", 1)[0].percent == 100
 
 
 def test_a_confirmed_name_improves_its_ward_and_campus_variants():
-    plain = Matcher(load_ct08())
+    plain = Matcher(list(dictionary_entries()))
     assert plain.suggest("东院老干科三病区", 1)[0].code != "A32.04"
-    learned = Matcher(load_ct08(), learned={"惠民科": "A69"})
+    learned = Matcher(list(dictionary_entries()), learned={"惠民科": "A69"})
     assert plain.suggest("惠民科一病区", 1)[0].code != "A69" or plain.suggest("惠民科一病区", 1)[0].score < 0.5
     for variant in ("惠民科一病区", "惠民科二病区", "东院惠民科", "惠民科门诊"):
         top = learned.suggest(variant, 1)[0]

@@ -44,6 +44,8 @@ ACTION_LABELS = {
     "upload.retry": "重试上报",
     "upload.resend": "更新重发",
     "upload.withdraw": "撤回上报",
+    "upload.reverse": "冲销并重传",
+    "upload.action": "上报操作",
     "upload.cancel": "取消上报",
     "upload.export": "导出 Excel",
     "retry.bulk": "批量重试",
