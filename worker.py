@@ -2,6 +2,12 @@
 
 On start it runs the crypto self-test (uploads stop with a clear message if it fails) and a sweep,
 so uploads a killed worker left behind are re-run.
+
+By default jobs run in the worker process itself (RQ's ``SimpleWorker``): no fork and no new app per
+upload, so one worker sends tens of uploads a second. Crash safety does not depend on the fork: a job
+that dies takes the process with it and leaves its upload SENDING with a lease the sweep recovers, and
+a stuck job is stopped by the job timeout (SIGALRM in the worker's main thread). ``--fork`` keeps RQ's
+forking worker (a work-horse per job) for plugins that must not share a process between uploads.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ import sys
 log = logging.getLogger("baosong.worker")
 
 
-def main(burst: bool = False) -> int:
-    from rq import Worker
+WORKER_CLASSES = ("simple", "fork")
+
+
+def main(burst: bool = False, worker_class: str = "simple") -> int:
+    from rq import SimpleWorker, Worker
 
     from core.app import process_app
     from core.crypto import CryptoError, self_test
@@ -27,10 +36,11 @@ def main(burst: bool = False) -> int:
         return 2
     from core.plugins import registry
 
-    registry()  # import every plugin once, before RQ forks a work-horse per job
-    with process_app().app_context():
+    registry()  # import every plugin once (before RQ forks, with --fork)
+    with process_app().app_context():  # the process's one app, reused by every job it runs
         log.info("start-up sweep: %s", sweep())
-    worker = Worker(queues(), connection=connection())
+    worker_type = SimpleWorker if worker_class == "simple" else Worker
+    worker = worker_type(queues(), connection=connection())
     worker.work(burst=burst, with_scheduler=False)
     return 0
 
@@ -39,4 +49,4 @@ if __name__ == "__main__":
     from core.cli import _setup_logging
 
     _setup_logging()
-    sys.exit(main(burst="--burst" in sys.argv))
+    sys.exit(main(burst="--burst" in sys.argv, worker_class="fork" if "--fork" in sys.argv else "simple"))

@@ -51,3 +51,8 @@ def init_db(app: Flask) -> None:
             stamp(directory=MIGRATIONS, revision="heads")
         upgrade(directory=MIGRATIONS, revision="heads")
         ensure_tasks()
+        from core import aggregates
+
+        if aggregates.needs_rebuild():  # uploads recorded before the aggregates existed
+            aggregates.rebuild()
+        aggregates.optimize_planner(full=True)

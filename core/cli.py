@@ -60,11 +60,30 @@ def plugins_command() -> None:
 
 @main.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-def worker_command(burst: bool) -> None:
+@click.option("--fork", "fork", is_flag=True,
+              help="Fork a work-horse per job (RQ's Worker) instead of running jobs in-process (SimpleWorker).")
+def worker_command(burst: bool, fork: bool) -> None:
     """Run an RQ worker (same as worker.py)."""
     import worker
 
-    sys.exit(worker.main(burst=burst))
+    sys.exit(worker.main(burst=burst, worker_class="fork" if fork else "simple"))
+
+
+@main.group("stats")
+def stats_group() -> None:
+    """Statistics aggregates."""
+
+
+@stats_group.command("rebuild")
+def stats_rebuild_command() -> None:
+    """Recompute the statistics aggregates from the upload ledger (stop the workers first)."""
+    from core import aggregates
+
+    with _app().app_context():
+        counts = aggregates.rebuild()
+        aggregates.optimize_planner(full=True)
+    click.echo(f"已重建统计：{counts['uploads']} 条上报，{counts['attempts']} 次发送，"
+               f"{counts['counters']} 个计数，{counts['indicators']} 条指标")
 
 
 @main.command("scheduler")

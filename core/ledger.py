@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from core import clock, ordering
+from core import aggregates, clock, ordering
 from core.db import db
 from core.hook_types import ReportType, UploadPlan
 from core.models import HeldBack, Upload, UploadStatus, Watermark
@@ -81,6 +81,7 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
                 db.session.add(Watermark(name=name, value=value))
             elif value > mark.value:
                 mark.value = value
+    aggregates.settle(*new_ids)
     if commit:
         db.session.commit()
     else:
@@ -143,6 +144,7 @@ def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_i
         upload.status = UploadStatus.FAILED
         upload.finished_at = now
     ordering.on_finished(upload)
+    aggregates.record_finished(upload)  # same transaction: the statistics cannot drift from the ledger
 
 
 def mark_for_manual_retry(upload: Upload) -> None:
@@ -151,6 +153,7 @@ def mark_for_manual_retry(upload: Upload) -> None:
     upload.auto_retries = 0
     upload.next_retry_at = _now()
     upload.finished_at = None
+    aggregates.settle(upload)
 
 
 def cancel(upload: Upload) -> None:
@@ -160,6 +163,7 @@ def cancel(upload: Upload) -> None:
     upload.next_retry_at = None
     upload.finished_at = _now()
     ordering.on_finished(upload)
+    aggregates.settle(upload)
 
 
 def stale_sending(now: datetime) -> list[Upload]:

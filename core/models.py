@@ -50,6 +50,8 @@ class Upload(db.Model):
         sa.Index("ix_uploads_type_created", "report_type", "created_at"),
         sa.Index("ix_uploads_status_created", "status", "created_at"),
         sa.Index("ix_uploads_status_retry", "status", "next_retry_at"),
+        sa.Index("ix_uploads_type_status_created", "report_type", "status", "created_at"),
+        sa.Index("ix_uploads_parent", "parent_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -77,6 +79,8 @@ class Upload(db.Model):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+    # The status this upload is counted in by core.aggregates (SENDING is never counted).
+    counted_status: Mapped[str | None] = mapped_column(sa.String(24))
 
     attempt_list: Mapped[list[Attempt]] = relationship(
         back_populates="upload", order_by="Attempt.number", cascade="all, delete-orphan"
@@ -89,7 +93,8 @@ class Upload(db.Model):
 
 class Attempt(db.Model):
     __tablename__ = "attempts"
-    __table_args__ = (sa.UniqueConstraint("upload_id", "number", name="uq_attempt_number"),)
+    __table_args__ = (sa.UniqueConstraint("upload_id", "number", name="uq_attempt_number"),
+                      sa.Index("ix_attempts_started", "started_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     upload_id: Mapped[int] = mapped_column(sa.ForeignKey("uploads.id"), index=True)

@@ -144,9 +144,12 @@ def on_finished(upload: Upload) -> None:
 
 
 def release(upload: Upload) -> None:
+    from core import aggregates
+
     upload.status = UploadStatus.PENDING
     upload.last_message = "前置上报均已成功，已放行发送"
     upload.updated_at = clock.utc_naive(clock.now())
+    aggregates.settle(upload)  # the statistics count it as pending from now on
     db.session.info.setdefault(_RELEASED, []).append(upload.id)
 
 

@@ -16,7 +16,7 @@ import time
 import traceback
 from datetime import timedelta
 
-from core import clock, ledger, ordering, settings
+from core import aggregates, clock, ledger, ordering, settings
 from core.db import db
 from core.errors import AlreadyDelivered, BaosongError, RetryLater
 from core.hook_types import Outcome, Payload, Response, UploadContext
@@ -195,6 +195,7 @@ def sweep(now=None) -> dict[str, int]:
         upload.delivery_uncertain = True
         upload.lease_until = None
         upload.next_retry_at = now_utc
+        aggregates.settle(upload)
         counts["recovered"] += 1
     db.session.commit()
     ordering.release_ready()

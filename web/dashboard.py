@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from core import clock, scheduler, settings
+from core.aggregates import StatCounter, status_metric
 from core.db import db
 from core.masking import mask_text
 from core.models import HeldBack, Slot, Task, Upload, UploadStatus
@@ -117,7 +118,7 @@ class FailureAlert:
     report_type: str
     title: str
     count: int
-    since: datetime
+    since: date
     code: str | None
     message: str
     explanation: str | None
@@ -125,21 +126,37 @@ class FailureAlert:
 
 
 def failure_alerts() -> list[FailureAlert]:
+    """Outstanding failures per report type, from the aggregates (one row per type × day, not a scan of
+    every failure ever); the latest one's message by the (report_type, status, created_at) index."""
+    metrics = [status_metric(s) for s in FAILURE_STATUSES]
     groups = db.session.execute(
-        sa.select(Upload.report_type, sa.func.count(), sa.func.min(Upload.created_at), sa.func.max(Upload.id))
-        .where(Upload.status.in_(FAILURE_STATUSES))
-        .group_by(Upload.report_type)
-        .order_by(sa.func.count().desc())
+        sa.select(StatCounter.report_type, sa.func.sum(StatCounter.value),
+                  sa.func.min(sa.case((StatCounter.value > 0, StatCounter.day))))
+        .where(StatCounter.metric.in_(metrics))
+        .group_by(StatCounter.report_type)
+        .having(sa.func.sum(StatCounter.value) > 0)
+        .order_by(sa.func.sum(StatCounter.value).desc())
     ).all()
     alerts = []
-    for report_type, count, since, latest_id in groups:
-        latest = db.session.get(Upload, latest_id)
+    for report_type, count, since in groups:
+        latest = _latest_failure(report_type)
+        if latest is None:  # counted but gone (aggregates awaiting a rebuild): nothing to show
+            continue
         regulator = registry().regulators.get(regulator_of(report_type))
-        code = latest.last_code if latest else None
+        code = latest.last_code
         explanation = regulator.codes.get(code) if regulator and code else None
-        alerts.append(FailureAlert(report_type, report_type_title(report_type), count, since, code,
-                                   shown_text(latest.last_message if latest else ""), explanation, latest_id))
+        alerts.append(FailureAlert(report_type, report_type_title(report_type), int(count), since, code,
+                                   shown_text(latest.last_message or ""), explanation, latest.id))
     return alerts
+
+
+def _latest_failure(report_type: str):
+    """One index seek per failure status, newest first."""
+    parts = [sa.select(Upload.id, Upload.created_at, Upload.last_code, Upload.last_message)
+             .where(Upload.report_type == report_type, Upload.status == status)
+             .order_by(Upload.created_at.desc()).limit(1).subquery() for status in FAILURE_STATUSES]
+    union = sa.union_all(*(sa.select(part) for part in parts)).subquery()
+    return db.session.execute(sa.select(union).order_by(union.c.created_at.desc()).limit(1)).first()
 
 
 def slot_errors(now: datetime) -> list[Slot]:

