@@ -17,7 +17,7 @@ def upgrade():
         "stat_counters",
         sa.Column("report_type", sa.String(length=80), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("metric", sa.String(length=40), nullable=False),
+        sa.Column("metric", sa.String(length=120), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("report_type", "day", "metric"),
     )
