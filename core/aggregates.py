@@ -399,3 +399,16 @@ def optimize_planner(*, full: bool = False) -> None:
     elif dialect == "postgresql" and full:
         db.session.execute(sa.text("ANALYZE"))
     db.session.commit()
+
+
+def optimize_planner_hourly() -> bool:
+    """``optimize_planner`` at most once an hour across every process (the sweep job calls it)."""
+    from core.queue import connection
+
+    try:
+        if not connection().set("baosong:planner-optimized", "1", nx=True, ex=3600):
+            return False
+    except Exception:  # no Redis: the next sweep tries again
+        return False
+    optimize_planner()
+    return True
