@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff check core plugins web demo tests bench examples worker.py
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(if $(LARGE),--large)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -1,11 +1,13 @@
-"""Run every benchmark in bench/ in turn and print their figures (``make bench``).
+"""Run every benchmark in bench/ in turn and print their figures (``make bench``; ``make bench LARGE=1``
+adds the 1,000,000-upload size to the scale benchmark, which takes a while).
 
-The upload-log benchmark runs at 10,000 and 100,000 uploads on SQLite here; pass sizes to
-``bench/bench_upload_log.py`` yourself for 1,000,000 or PostgreSQL (it takes a while).
+The scale benchmark (every admin page over HTTP) runs at 10,000 and 100,000 uploads on SQLite and on
+PostgreSQL when ``BENCH_PG_URL`` (default postgresql://postgres@127.0.0.1:5432/test_h8) is reachable.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,9 @@ RUNS = [
     ["bench_pipeline.py", "--n", "40"],
     ["bench_deptmatch.py"],
     ["bench_upload_log.py", "10000", "100000", "--db", "sqlite"],
+    ["bench_worker.py", "--slots", "400", "--workers", "1", "2"],
+    ["bench_scale.py", "--pg-url", os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test_h8"),
+     *(["--large"] if "--large" in sys.argv or os.environ.get("LARGE") else [])],
 ]
 
 if __name__ == "__main__":

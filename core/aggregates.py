@@ -7,7 +7,9 @@ Two tables, both keyed by report type and local business day (``clock.default_ti
   histogram buckets ``latency_le:<ms>``) by the day the attempt started.
 - ``stat_indicators``: per day and department, the indicator values of the latest succeeded upload (the
   greatest (period, upload id), as an hourly report sends the day's running totals): ``{field: [sum, n]}``
-  over its records, so a view can sum or average without reading uploads.
+  over its records. Their sum over the day's departments is kept in ``stat_counters`` too
+  (``ind_sum:<field>`` in units of 1/10,000, ``ind_n:<field>``): when a department's latest upload is
+  replaced, the day's totals move by the difference, so a year's trend reads 365 rows per field.
 
 They are written in the same transaction as the ledger change that causes them (``core.ledger`` calls
 ``settle`` on every status it records and ``record_finished`` from ``finish``), so they cannot drift;
@@ -36,6 +38,7 @@ from core.models import Attempt, Upload, UploadStatus
 # Upper bounds (ms) of the latency histogram's buckets; a last bucket takes everything slower.
 LATENCY_BOUNDS_MS = (50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000)
 ATTEMPT_OUTCOMES = ("success", "retry", "reject")  # finished through core.ledger.finish
+INDICATOR_SCALE = 10_000  # indicator sums are kept as integers in units of 1/10,000
 SUMMED_TYPES = ("integer",)
 AVERAGED_TYPES = ("number", "decimal")
 _PERIOD_DATE = re.compile(r"(\d{4})[-/年]?(\d{1,2})(?:[-/月]?(\d{1,2}))?")
@@ -47,7 +50,7 @@ class StatCounter(db.Model):
 
     report_type: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
     day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
-    metric: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    metric: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
     value: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
 
@@ -182,15 +185,47 @@ def record_finished(upload: Upload) -> None:
     if attempt is not None:
         _attempt_deltas(deltas, upload.report_type, attempt.started_at or clock.utc_naive(clock.now()),
                         attempt.duration_ms, attempt.outcome)
-    add_counters(deltas)
     if upload.status == UploadStatus.SUCCEEDED:
         fields = numeric_fields(upload.report_type)
         if fields:
             records = _indicator_records(upload, fields, attempt.plaintext if attempt is not None else None)
             day = period_day(upload.period, upload.created_at)
             if day is not None:
-                _upsert_indicator(upload.report_type, day, upload.department or "", upload.period or "",
-                                  upload.id, figures(records, fields))
+                _replace_indicator(deltas, upload.report_type, day, upload.department or "", upload.period or "",
+                                   upload.id, figures(records, fields))
+    add_counters(deltas)
+
+
+def indicator_deltas(deltas: dict, report_type: str, day: date, values: dict, sign: int) -> None:
+    for name, (total, n) in values.items():
+        deltas[(report_type, day, f"ind_sum:{name}")] += sign * round(total * INDICATOR_SCALE)
+        deltas[(report_type, day, f"ind_n:{name}")] += sign * n
+
+
+def _replace_indicator(deltas: dict, report_type: str, day: date, department: str, period: str, upload_id: int,
+                       values: dict) -> None:
+    """Make this upload the department's figures for the day if it is the latest one, moving the day's
+    totals by the difference. An existing row is locked on PostgreSQL (two workers finishing the same
+    department-day take turns; a concurrent first insert waits, then finds the row); SQLite has one
+    writer anyway."""
+    table = StatIndicator.__table__
+    inserted = db.session.execute(
+        _insert(table).values(report_type=report_type, day=day, department=department, period=period,
+                              upload_id=upload_id, figures=values).on_conflict_do_nothing()
+    ).rowcount
+    if inserted == 1:
+        indicator_deltas(deltas, report_type, day, values, +1)
+        return
+    query = sa.select(StatIndicator).where(StatIndicator.report_type == report_type, StatIndicator.day == day,
+                                           StatIndicator.department == department)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    current = db.session.execute(query).scalar_one()
+    if (period, upload_id) <= (current.period, current.upload_id):
+        return
+    indicator_deltas(deltas, report_type, day, current.figures or {}, -1)
+    indicator_deltas(deltas, report_type, day, values, +1)
+    current.period, current.upload_id, current.figures = period, upload_id, values
 
 
 def _records_in(document) -> list[dict]:
@@ -238,21 +273,6 @@ def figures(records: Iterable[dict], fields) -> dict[str, list[float]]:
     return out
 
 
-def _upsert_indicator(report_type: str, day: date, department: str, period: str, upload_id: int,
-                      values: dict) -> None:
-    table = StatIndicator.__table__
-    stmt = _insert(table).values(report_type=report_type, day=day, department=department, period=period,
-                                 upload_id=upload_id, figures=values)
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.report_type, table.c.day, table.c.department],
-        set_={"period": new.period, "upload_id": new.upload_id, "figures": new.figures},
-        where=sa.or_(new.period > table.c.period,
-                     sa.and_(new.period == table.c.period, new.upload_id > table.c.upload_id)),
-    )
-    db.session.execute(stmt)
-
-
 # -- rebuilding ----------------------------------------------------------------------------------------
 
 def rebuild(batch: int = 20_000) -> dict[str, int]:
@@ -284,13 +304,19 @@ def rebuild(batch: int = 20_000) -> dict[str, int]:
     for report_type, started_at, duration_ms, outcome in db.session.execute(query.execution_options(yield_per=batch)):
         _attempt_deltas(deltas, report_type, started_at, duration_ms, outcome)
         attempts += 1
+    counters = add_counters_bulk(deltas, batch)
+    indicators = _rebuild_indicators(batch)
+    db.session.commit()
+    return {"uploads": uploads, "attempts": attempts, "counters": counters, "indicators": indicators}
+
+
+def add_counters_bulk(deltas: dict[tuple[str, date, str], int], batch: int) -> int:
+    """Insert counters that do not exist yet (a rebuild), in batches."""
     rows = [dict(report_type=rt, day=day, metric=metric, value=value)
             for (rt, day, metric), value in deltas.items() if value]
     for start in range(0, len(rows), batch):
         db.session.execute(sa.insert(StatCounter), rows[start:start + batch])
-    indicators = _rebuild_indicators(batch)
-    db.session.commit()
-    return {"uploads": uploads, "attempts": attempts, "counters": len(rows), "indicators": indicators}
+    return len(rows)
 
 
 def needs_rebuild() -> bool:
@@ -326,8 +352,12 @@ def _rebuild_indicators(batch: int) -> int:
         rows = [dict(report_type=report_type, day=day, department=department, period=period, upload_id=uid,
                      figures=figures(sent.get(uid, records), fields))
                 for (day, department), (period, uid, records) in chosen.items()]
+        totals: dict[tuple[str, date, str], int] = defaultdict(int)
+        for row in rows:
+            indicator_deltas(totals, report_type, row["day"], row["figures"], +1)
         for start in range(0, len(rows), batch):
             db.session.execute(sa.insert(StatIndicator), rows[start:start + batch])
+        add_counters_bulk(totals, batch)
         written += len(rows)
     return written
 
@@ -369,3 +399,16 @@ def optimize_planner(*, full: bool = False) -> None:
     elif dialect == "postgresql" and full:
         db.session.execute(sa.text("ANALYZE"))
     db.session.commit()
+
+
+def optimize_planner_hourly() -> bool:
+    """``optimize_planner`` at most once an hour across every process (the sweep job calls it)."""
+    from core.queue import connection
+
+    try:
+        if not connection().set("baosong:planner-optimized", "1", nx=True, ex=3600):
+            return False
+    except Exception:  # no Redis: the next sweep tries again
+        return False
+    optimize_planner()
+    return True

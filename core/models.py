@@ -52,13 +52,14 @@ class Upload(db.Model):
         sa.Index("ix_uploads_status_retry", "status", "next_retry_at"),
         sa.Index("ix_uploads_type_status_created", "report_type", "status", "created_at"),
         sa.Index("ix_uploads_parent", "parent_id"),
+        sa.Index("ix_uploads_department_created", "department", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     report_type: Mapped[str] = mapped_column(sa.String(80))
     business_key: Mapped[str] = mapped_column(sa.String(200))
     period: Mapped[str] = mapped_column(sa.String(64), default="")
-    department: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    department: Mapped[str | None] = mapped_column(sa.String(64))
     operation: Mapped[str] = mapped_column(sa.String(16), default="new")
     status: Mapped[str] = mapped_column(sa.String(24), default=UploadStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)

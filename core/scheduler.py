@@ -244,7 +244,11 @@ def sweep_job() -> dict:
     from core.pipeline import sweep
 
     with process_app().app_context():
-        return sweep()
+        result = sweep()
+        from core import aggregates
+
+        aggregates.optimize_planner_hourly()
+        return result
 
 
 def run_now(report_type_name: str) -> list[int]:

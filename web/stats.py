@@ -24,9 +24,9 @@ from flask import Blueprint, render_template, request
 from core import clock
 from core.aggregates import (
     AVERAGED_TYPES,
+    INDICATOR_SCALE,
     LATENCY_BOUNDS_MS,
     StatCounter,
-    StatIndicator,
     numeric_fields,
     period_day,
     status_metric,
@@ -66,19 +66,19 @@ def indicator_table(report_type: str, days: int, granularity: str) -> tuple[list
     first, today = _range(days)
     kinds = {name: kind for name, _, kind in fields}
     # Per day: {field: [sum, n]} over every department's latest succeeded upload of that day.
+    metrics = {f"ind_sum:{name}": (name, 0) for name in kinds} | {f"ind_n:{name}": (name, 1) for name in kinds}
     per_day: dict[date, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
     rows = db.session.execute(
-        sa.select(StatIndicator.day, StatIndicator.figures)
-        .where(StatIndicator.report_type == report_type, StatIndicator.day >= first, StatIndicator.day <= today)
+        sa.select(StatCounter.day, StatCounter.metric, StatCounter.value)
+        .where(StatCounter.report_type == report_type, StatCounter.day >= first, StatCounter.day <= today,
+               StatCounter.metric.in_(metrics))
     )
-    for day, figures in rows:
-        for name, (total, n) in (figures or {}).items():
-            if name in kinds:
-                per_day[day][name][0] += total
-                per_day[day][name][1] += n
+    for day, metric, value in rows:
+        name, part = metrics[metric]
+        per_day[day][name][part] += value / INDICATOR_SCALE if part == 0 else value
 
     def daily_value(name: str, total: float, n: int) -> float:
-        return round(total / n, 4) if kinds[name] in AVERAGED_TYPES else total
+        return round(total / n, 4) if kinds[name] in AVERAGED_TYPES else round(total, 4)
 
     daily = {day: {n: daily_value(n, t, c) for n, (t, c) in values.items() if c}
              for day, values in per_day.items()}
@@ -103,7 +103,7 @@ def volume_table(report_type: str, days: int) -> tuple[list[str], dict[str, dict
     metrics = {status_metric(s): VOLUME_BUCKETS.get(s, "其他") for s in UploadStatus.ALL}
     query = (sa.select(StatCounter.day, StatCounter.metric, sa.func.sum(StatCounter.value))
              .where(StatCounter.metric.in_(metrics), StatCounter.day >= first, StatCounter.day <= today)
-             .group_by(StatCounter.day, StatCounter.metric))
+             .group_by(StatCounter.metric, StatCounter.day))
     if report_type:
         query = query.where(StatCounter.report_type == report_type)
     for day, metric, value in db.session.execute(query):
@@ -132,18 +132,27 @@ def regulator_table(days: int) -> tuple[list[dict], list[str], dict[str, dict[st
     first, today = _range(days)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     daily: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    in_range = (StatCounter.day >= first, StatCounter.day <= today)
+    rows = db.session.execute(
+        sa.select(StatCounter.report_type, StatCounter.metric, sa.func.sum(StatCounter.value),
+                  sa.func.max(StatCounter.value))
+        .where(StatCounter.metric.in_(ATTEMPT_METRICS), *in_range)
+        .group_by(StatCounter.metric, StatCounter.report_type)  # the order of ix_stat_counters_metric
+    )
+    for report_type, metric, total, maximum in rows:
+        values = totals[regulator_of(report_type)]
+        if metric == "latency_max":
+            values[metric] = max(values[metric], int(maximum or 0))
+        else:
+            values[metric] += int(total or 0)
     rows = db.session.execute(
         sa.select(StatCounter.report_type, StatCounter.day, StatCounter.metric, StatCounter.value)
-        .where(StatCounter.metric.in_(ATTEMPT_METRICS), StatCounter.day >= first, StatCounter.day <= today)
+        .where(StatCounter.metric.in_(("attempts", "attempts_ok")), *in_range)
     )
+    regulators: dict[str, str] = {}
     for report_type, day, metric, value in rows:
-        regulator = regulator_of(report_type)
-        if metric == "latency_max":
-            totals[regulator][metric] = max(totals[regulator][metric], value)
-            continue
-        totals[regulator][metric] += value
-        if metric in ("attempts", "attempts_ok"):
-            daily[regulator][f"{day:%Y-%m-%d}"][0 if metric == "attempts" else 1] += value
+        regulator = regulators.get(report_type) or regulators.setdefault(report_type, regulator_of(report_type))
+        daily[regulator][f"{day:%Y-%m-%d}"][0 if metric == "attempts" else 1] += value
     summary = []
     for regulator, values in sorted(totals.items()):
         attempts, ok, timed = values["attempts"], values["attempts_ok"], values["latency_n"]

@@ -17,7 +17,7 @@ def upgrade():
         "stat_counters",
         sa.Column("report_type", sa.String(length=80), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("metric", sa.String(length=40), nullable=False),
+        sa.Column("metric", sa.String(length=120), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("report_type", "day", "metric"),
     )
@@ -36,6 +36,8 @@ def upgrade():
         batch_op.add_column(sa.Column("counted_status", sa.String(length=24), nullable=True))
         batch_op.create_index("ix_uploads_type_status_created", ["report_type", "status", "created_at"])
         batch_op.create_index("ix_uploads_parent", ["parent_id"])
+        batch_op.drop_index("ix_uploads_department")
+        batch_op.create_index("ix_uploads_department_created", ["department", "created_at"])
     op.create_index("ix_attempts_started", "attempts", ["started_at"])
     # Existing uploads are counted by `baosong stats rebuild` (init-db runs it after this migration).
 
@@ -43,6 +45,8 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_attempts_started", table_name="attempts")
     with op.batch_alter_table("uploads") as batch_op:
+        batch_op.drop_index("ix_uploads_department_created")
+        batch_op.create_index("ix_uploads_department", ["department"])
         batch_op.drop_index("ix_uploads_parent")
         batch_op.drop_index("ix_uploads_type_status_created")
         batch_op.drop_column("counted_status")
