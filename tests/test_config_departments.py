@@ -81,6 +81,21 @@ def test_manual_link_accepts_datalist_text_and_refuses_unknown_codes(app, depart
     assert "Z99 不在 CT08.00.002 中" in html and _mapping("0901").national_code == "A15.06"
 
 
+def test_manual_link_accepts_a_name_and_says_which_codes_an_ambiguous_name_could_mean(app, departments):
+    client = login(app, "operator")
+    client.post("/config/departments/map", {"local_code": "0901", "local_name": "心理科",
+                                            "national_code": "临床心理专业"})
+    assert _mapping("0901").national_code == "A15.06"
+    html = client.post("/config/departments/map", {"local_code": "0901", "local_name": "心理科",
+                                                   "national_code": "心理"},
+                       headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "对应多个" in html and "A15.06" in html and _mapping("0901").national_code == "A15.06"
+    html = client.post("/config/departments/map", {"local_code": "0901", "local_name": "心理科",
+                                                   "national_code": "不存在的科"},
+                       headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "不是" in html and "代码或名称" in html
+
+
 def test_suspicious_mapping_is_flagged_with_a_better_suggestion(app, departments):
     from core.db import db
     from plugins.keydata import models

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from test_web_support import login
 
+import plugins.keydata.models  # noqa: F401  (the department mapping table)
 from core.db import db
 from core.models import Upload, UploadStatus
 
@@ -48,3 +49,26 @@ def test_an_exact_total_on_request_when_the_count_is_capped(app, monkeypatch):
     assert "超过 <strong>5</strong> 条" in capped and "统计精确总数" in capped
     exact = viewer.get("/uploads/?count=exact").get_data(as_text=True)
     assert "共 <strong>8</strong> 条" in exact
+
+
+def test_the_department_filter_accepts_a_name_as_well_as_a_code(app):
+    from plugins.keydata import models
+
+    models.ensure_setup()
+    models.set_mapping("0101", "心血管内科", "A03.04", "admin")
+    models.set_mapping("0102", "呼吸内科", "A03.01", "admin")
+    db.session.commit()
+    cardio = Upload(report_type="keydata.dept_daily", business_key="c", period="2025/02/17 07:59:59", department="0101",
+                    status=UploadStatus.SUCCEEDED, idempotency_key="c", search_text="c", rows=[])
+    lung = Upload(report_type="keydata.dept_daily", business_key="l", period="2025/02/17 07:59:59", department="0102",
+                  status=UploadStatus.SUCCEEDED, idempotency_key="l", search_text="l", rows=[])
+    db.session.add_all([cardio, lung])
+    db.session.commit()
+    viewer = login(app, "viewer")
+    import re
+
+    for text in ("0101", "心血管", "心血管内科"):
+        page = viewer.get(f"/uploads/?department={text}").get_data(as_text=True)
+        assert {int(i) for i in re.findall(r'href="/uploads/(\d+)"', page)} == {cardio.id}, text
+    page = viewer.get("/uploads/").get_data(as_text=True)
+    assert '<option value="0102">呼吸内科</option>' in page  # suggestions while typing

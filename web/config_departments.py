@@ -181,6 +181,34 @@ def _actor() -> str:
     return user.username if user is not None else "system"
 
 
+def resolve_national(dictionary: CodeDictionary, text: str) -> str:
+    """A national code typed by hand: the code itself, "code name" as the autocomplete offers it, or a
+    name (exact, or the only dictionary name containing it). ConfigurationError names what is ambiguous."""
+    text = " ".join((text or "").split())
+    if not text:
+        raise ConfigurationError(f"请选择{dictionary.mapping.national_label}代码")
+    codes = dictionary.codes()
+    first = text.split(" ")[0]
+    if first in codes:
+        return first
+    if first.upper() in codes:
+        return first.upper()
+    if first.isascii() and first == text:
+        return first  # looks like a code: the plugin's own check names what is wrong with it
+    name = text
+    exact = [code for code, meaning in codes.items() if meaning == name]
+    if len(exact) == 1:
+        return exact[0]
+    containing = [code for code, meaning in codes.items() if name in meaning]
+    if len(containing) == 1:
+        return containing[0]
+    if containing:
+        shown = "、".join(f"{c} {codes[c]}" for c in containing[:6])
+        raise ConfigurationError(f"「{name}」对应多个{dictionary.mapping.national_label}：{shown}"
+                                 f"{' 等' if len(containing) > 6 else ''}，请输入代码或从列表中选择")
+    raise ConfigurationError(f"「{text}」不是{dictionary.mapping.national_label}的代码或名称，请从列表中选择")
+
+
 def apply_mapping(local_code: str, local_name: str, national_code: str | None, *, how: str,
                   dictionary: CodeDictionary | None = None) -> dict[str, Any]:
     """Map one local code (national_code None: unmap) with an audit entry, in one commit."""
@@ -384,15 +412,15 @@ def map_department():
     dictionary = _requested()
     local_code = (request.form.get("local_code") or "").strip()
     local_name = (request.form.get("local_name") or "").strip()
-    national_code = (request.form.get("national_code") or "").strip().split(" ")[0]
+    typed = (request.form.get("national_code") or "").strip()
+    national_code = typed.split(" ")[0]
     how = request.form.get("how", "manual")[:20]
     error = None
     if not local_code or not local_name:
         error = f"缺少{dictionary.mapping.local_label}代码或名称"
-    elif not national_code:
-        error = f"请选择{dictionary.mapping.national_label}代码"
     if error is None:
         try:
+            national_code = resolve_national(dictionary, typed)
             apply_mapping(local_code, local_name, national_code, how=how, dictionary=dictionary)
         except ConfigurationError as exc:
             db.session.rollback()

@@ -24,6 +24,7 @@ from web.upload_query import (
     FILTER_NAMES,
     STATUS_CHOICES,
     UploadFilter,
+    department_choices,
     exact_count,
     filter_value_label,
 )
@@ -49,6 +50,7 @@ def index():
     return render_template(
         "retries.html", flt=flt, count=count, bulk_max=BULK_MAX, recent=recent,
         statuses=_failure_statuses(), report_types=report_type_choices(), title_of=report_type_title,
+        department_choices=department_choices(),
         auto_stopped=settings.flag("auto_retry_stopped") == "1",
         retry_interval=settings.flag("retry_interval_minutes"), retry_max=settings.flag("retry_max"),
     )

@@ -108,7 +108,8 @@ class UploadFilter:
         if statuses:
             where.append(Upload.status == statuses[0] if len(statuses) == 1 else Upload.status.in_(statuses))
         if self.department:
-            where.append(Upload.department == self.department)
+            codes = department_codes(self.department)
+            where.append(Upload.department == codes[0] if len(codes) == 1 else Upload.department.in_(codes))
         period = period_condition(_parse_day(self.period_start), _parse_day(self.period_end))
         if period is not None:
             where.append(period)
@@ -122,6 +123,31 @@ class UploadFilter:
         if self.status == "failures":
             return list(FAILURE_STATUSES)
         return [self.status] if self.status else []
+
+
+def department_choices() -> list[tuple[str, str]]:
+    """(local code, local name) of every department a plugin's code mapping knows, for the filter's
+    suggestions and for filtering by name."""
+    from core.plugins import registry
+
+    found: dict[str, str] = {}
+    for dictionary in registry().mapped_dictionaries():
+        try:
+            for code, mapped in dictionary.mapping.mappings().items():
+                found.setdefault(code, mapped.local_name)
+        except Exception:  # a plugin's table missing or its database down: filter by code only
+            continue
+    return sorted(found.items())
+
+
+def department_codes(text: str) -> list[str]:
+    """The department filter accepts a code or (part of) a name: 0101, 心内科, 心内."""
+    text = text.strip()
+    codes = [text]
+    for code, name in department_choices():
+        if code != text and text in (name or ""):
+            codes.append(code)
+    return codes
 
 
 def period_condition(first: date | None, last: date | None):

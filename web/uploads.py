@@ -44,6 +44,7 @@ from web.upload_query import (
     STATUS_CHOICES,
     UploadFilter,
     capped_count,
+    department_choices,
     exact_count,
     export_rows,
     page,
@@ -66,6 +67,7 @@ def index():
     context = dict(
         flt=flt, page=result, count=count, count_exact=exact, statuses=STATUS_CHOICES,
         report_types=report_type_choices(), title_of=report_type_title, shown_text=shown_text,
+        department_choices=department_choices(),
         labels=UploadStatus.LABELS,
     )
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "upload-results":
