@@ -128,3 +128,21 @@ def test_the_excel_export_names_the_operation_in_chinese(app, webtest):
     column = header.index("操作")
     values = {row[column].value for row in sheet.iter_rows(min_row=2) if row[0].value is not None}
     assert values and values <= {"新增", "更新", "删除/撤回"}
+
+
+def test_update_and_withdraw_are_not_offered_for_an_upload_that_never_landed(app):
+    from core.db import db
+    from core.models import Upload, UploadStatus
+    from plugins.keydata import plugin
+
+    upload = Upload(report_type="keydata.hospital_daily", business_key="2025/02/17 07:59:59",
+                    period="2025/02/17 07:59:59", status=UploadStatus.REJECTED, idempotency_key="x",
+                    search_text="", rows=[{"visits": 1}])
+    db.session.add(upload)
+    db.session.commit()
+    actions = {a.name: a for a in plugin.upload_actions(upload)}
+    assert actions["resend"].unavailable and "重试" in actions["resend"].unavailable
+    assert actions["withdraw"].unavailable
+    upload.status = UploadStatus.SUCCEEDED
+    actions = {a.name: a for a in plugin.upload_actions(upload)}
+    assert not actions["resend"].unavailable and not actions["withdraw"].unavailable

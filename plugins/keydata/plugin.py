@@ -440,12 +440,12 @@ def upload_actions(upload: Upload) -> list[UploadAction]:
     if upload.operation == "delete":
         return []
     no_rows = "" if upload.rows else "没有数据（被暂缓的科室记录请先维护对照）"
-    withdrawable = "" if upload.status == UploadStatus.SUCCEEDED else \
-        f"只有已成功的上报可以撤回（当前状态：{upload.status_label}）"
+    landed = "" if upload.status == UploadStatus.SUCCEEDED else \
+        f"平台尚未确认接收（当前状态：{upload.status_label}），无可更新或撤回的记录：请用「重试」发送"
     return [
-        UploadAction("resend", "更新重发（dataFlag=2）", handler=resend_update, unavailable=no_rows,
+        UploadAction("resend", "更新重发（dataFlag=2）", handler=resend_update, unavailable=no_rows or landed,
                      confirm="以 dataFlag=2（更新）重新发送这条数据？", done="已提交更新重发（dataFlag=2）"),
-        UploadAction("withdraw", "撤回（dataFlag=3）", handler=withdraw, unavailable=no_rows or withdrawable,
+        UploadAction("withdraw", "撤回（dataFlag=3）", handler=withdraw, unavailable=no_rows or landed,
                      confirm="以 dataFlag=3（删除）撤回这条数据？", done="已提交撤回（dataFlag=3）"),
     ]
 
