@@ -171,3 +171,26 @@ def test_import_from_the_his_fills_the_form_keeps_what_was_typed_and_saving_crea
     assert filing.status == FilingStatus.DRAFT and filing.psn_no == patient["psn_no"]
     assert filing.data["cond_abst"] == "HER2阳性(3+)" and filing.data["addr"] == "南昌市红谷滩新区某路1号"
     assert filing.data["twopathfixmedins"][0]["fixmedins_code"] == "P36010200012"
+
+
+def test_the_institution_list_imports_and_exports_with_its_pooling_area(tp_registry, app):  # noqa: F811
+    from openpyxl import Workbook
+
+    from plugins.twopath import catalogue
+    from plugins.twopath.models import Institution
+
+    book = Workbook()
+    book.active.append(["医疗机构编码", "医疗机构名称", "统筹区域"])
+    book.active.append(["P36010200099", "南昌某双通道药房", "360100"])
+    book.active.append(["P36010200098", "九江某药房", "3" * 31])
+    out = io.BytesIO()
+    book.save(out)
+    applied, errors = catalogue.import_workbook("institutions", out.getvalue())
+    assert applied == 0 and [str(e) for e in errors] == ["第 3 行「统筹区域」：长度超过 30"]
+    book.active.delete_rows(3)
+    out = io.BytesIO()
+    book.save(out)
+    assert catalogue.import_workbook("institutions", out.getvalue()) == (1, [])
+    assert db.session.execute(sa.select(Institution.poolarea_no)).scalar() == "360100"
+    exported = load_workbook(io.BytesIO(catalogue.export_workbook("institutions"))).active
+    assert list(exported.iter_rows(values_only=True))[1] == ("P36010200099", "南昌某双通道药房", "是", None, "360100")

@@ -136,7 +136,7 @@ def applications():
         names = {i.code: i.name for i in catalogue.items("drugs" if kind == TWOPATH else "diseases", True)}
         if body.get("item_code") not in names:
             raise filings.FilingError("药品/病种不在目录中")
-        chosen = institution_choice(str(body.get("institution_code") or ""))
+        chosen = institution_choice(str(body["institution_code"])) if body.get("institution_code") else None
         if kind == TWOPATH and chosen is None:
             raise filings.FilingError("请从机构列表选择定点医药机构（institution_code）")
         person = filings.lookup_person("02", certno, actor=g.user.username, opter=opter, opter_name=opter_name,

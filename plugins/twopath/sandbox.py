@@ -505,7 +505,11 @@ def seed() -> None:
     if task is not None:
         task.cron = "*/5 * * * *"
         db.session.commit()
-    people = demo_people()
+    from core.config import Config
+
+    his_url = Config.from_env().his_database_url
+    # The demo HIS's own patients when there is one: the review page then shows their visits.
+    people = (his_people(his_url, limit=8) if his_url and _sqlite_file_exists(his_url) else []) or demo_people()
     today = date.today()
     for i, person in enumerate(people):
         kind = "twopath" if i % 2 == 0 else "chronic"

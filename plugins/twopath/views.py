@@ -114,10 +114,15 @@ def index():
                            kind=kind, status=status, counts=counts)
 
 
-def institution_choice(code: str) -> list[dict] | None:
-    """twopathfixmedins for an institution chosen from the list (5.4), None when none was chosen."""
-    if not code:
+def institution_choice(code: str | None) -> list[dict] | None:
+    """twopathfixmedins for an institution chosen from the list (5.4); "" is the hospital itself (its
+    settings), None when the form did not ask."""
+    if code is None:
         return None
+    if not code:
+        settings = client._settings()
+        return [{"fixmedins_code": settings.get("fixmedins_code"), "fixmedins_name": settings.get("fixmedins_name"),
+                 "poolarea_no": settings.get("poolarea_no") or settings.get("mdtrtarea_admvs")}]
     item = db.session.execute(sa.select(Institution).filter_by(code=code, enabled=True)).scalar_one_or_none()
     if item is None:
         raise filings.FilingError("所选定点医药机构不在机构目录中")
@@ -126,7 +131,7 @@ def institution_choice(code: str) -> list[dict] | None:
 
 def _form_values() -> dict:
     values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-    chosen = institution_choice(values.pop("institution_code", ""))
+    chosen = institution_choice(values.pop("institution_code", None))
     if chosen is not None and values.get("kind", TWOPATH) == TWOPATH:
         values["twopathfixmedins"] = chosen
     item = values.get("item_code", "")
@@ -172,7 +177,7 @@ def edit(filing_id: int):
 
 def _form(kind: str, filing: Filing | None, values: dict):
     kind_catalogue = "drugs" if kind == TWOPATH else "diseases"
-    chosen = (values.get("twopathfixmedins") or [{}])[0].get("fixmedins_code", "") \
+    chosen = ((values.get("twopathfixmedins") or [{}])[0] or {}).get("fixmedins_code", "") \
         if isinstance(values.get("twopathfixmedins"), list) else ""
     action = url_for("twopath.edit", filing_id=filing.id) if filing else url_for("twopath.new_filing", kind=kind)
     return render_template("twopath/form.html", kind=kind, filing=filing, values=values, action=action,
