@@ -355,19 +355,6 @@ def test_a_queued_filing_is_sent_by_a_real_worker(platform, work):
     assert db.session.get(Filing, filing.id).status == FilingStatus.PENDING_REVIEW
 
 
-def test_interfaces_without_a_field_table_refuse_to_send(platform):
-    from core import ledger
-    from core.hook_types import UploadPlan
-    from core.plugins import registry
-
-    rt = registry().report_type("twopath.5205")
-    assert not rt.available and "需要接口规范" in rt.unavailable_reason
-    [upload_id] = ledger.record_plans(rt, [UploadPlan("x", "2025-03-01", rows=[{}])])
-    assert pipeline.attempt(upload_id, 0) == UploadStatus.REJECTED
-    assert "不可用" in db.session.get(Upload, upload_id).last_message
-    assert "1309" not in platform.records()["calls"]
-
-
 # --- catalogue import / export ---------------------------------------------------------------------------------
 
 def _workbook(rows: list[list]) -> bytes:

@@ -16,6 +16,29 @@ from tests.test_twopath import new_filing, person, platform, submit_now, tp_regi
 from tests.test_web_support import login
 
 
+def identify(username: str, *, opter: str = "1001", opter_name: str = "王医生",
+             doctor: tuple[str, str, str] | None = None) -> None:
+    """Give a test user an insurance operator identity (and a doctor permission)."""
+    from web.models import User
+
+    user = db.session.execute(sa.select(User).filter_by(username=username)).scalar_one()
+    user.opter, user.opter_name = opter, opter_name
+    if doctor:
+        user.doctor_code, user.doctor_name, user.doctor_insu_code = doctor
+    db.session.commit()
+
+
+def relogin(app, username: str):
+    """Log an existing test user in again (a fresh session)."""
+    from tests.test_web_support import Client, csrf_from
+
+    client = app.test_client()
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    answer = client.post("/login", data={"username": username, "password": "Passw0rd-123", "csrf_token": token})
+    assert answer.status_code == 302
+    return Client(client, csrf_from(client.get("/").get_data(as_text=True)))
+
+
 def _xlsx(rows: list[list]) -> bytes:
     book = Workbook()
     for row in rows:
@@ -31,6 +54,7 @@ def test_an_operator_creates_approves_and_submits_a_filing_from_the_form(platfor
 
     catalogue.import_workbook("drugs", _xlsx([["中心药品项目编码", "中心药品项目名称"], ["XL01XC03", "曲妥珠单抗注射液"]]))
     web = login(app, "operator")
+    identify("operator-user", doctor=("1001", "周医生", "D360102000123"))
     p = person(1)
     found = web.post("/twopath/lookup", {"cert_type": "02", "number": p["certno"]}, headers={"HX-Request": "true"})
     assert found.status_code == 200 and p["psn_no"] in found.get_data(as_text=True)
@@ -44,10 +68,12 @@ def test_an_operator_creates_approves_and_submits_a_filing_from_the_form(platfor
     filing = db.session.execute(sa.select(Filing)).scalar_one()
     assert filing.item_name == "曲妥珠单抗注射液" and filing.status == FilingStatus.DRAFT
 
-    web.post(f"/twopath/filings/{filing.id}/approve", {"doctor_code": "D1", "doctor_name": "周医生"})
+    # Typed doctor fields are ignored: the approval is the signed-in doctor's.
+    web.post(f"/twopath/filings/{filing.id}/approve", {"doctor_code": "D1", "doctor_name": "冒名"})
     web.post(f"/twopath/filings/{filing.id}/submit")
     db.session.expire_all()
     filing = db.session.get(Filing, filing.id)
+    assert (filing.doctor_code, filing.doctor_name, filing.doctor_his_code) == ("D360102000123", "周医生", "1001")
     assert filing.status == FilingStatus.SUBMITTING
     assert pipeline.attempt(filing.last_upload_id, 0) == "succeeded"
     page = web.get(f"/twopath/filings/{filing.id}").get_data(as_text=True)
@@ -90,6 +116,6 @@ def test_a_catalogue_import_with_errors_lists_them_and_statistics_count_filings(
     assert chart["labels"] == ["2025-05"] and chart["stacked"] is True
     assert sum(d["data"][0] for d in chart["datasets"]) == 2  # the chart counts what the table counts
     interfaces = web.get("/twopath/interfaces").get_data(as_text=True)
-    assert "twopath.1309" in interfaces and "需要接口规范" in interfaces
+    assert "twopath.1309" in interfaces and "twopath.5205" in interfaces and "需要接口规范" not in interfaces
     for path in ("/twopath/", "/twopath/sync", "/twopath/filings/new?kind=chronic"):
         assert web.get(path).status_code == 200, path

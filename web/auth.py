@@ -44,6 +44,9 @@ PUBLIC_ENDPOINTS = frozenset({"static", "auth.login"})
 # POST endpoints a viewer may use (their own session and password).
 VIEWER_POST_ENDPOINTS = frozenset({"auth.login", "auth.logout", "users.own_password"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Blueprints that authenticate every request themselves with a bearer token and ignore the cookie session
+# (so CSRF does not apply), e.g. the twopath mini-program API ("twopath.api"). Added by the plugin.
+TOKEN_AUTH_BLUEPRINTS: set[str] = set()
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_FAILED_MESSAGE = "用户名或密码错误"
 # Hash checked for unknown usernames so they take as long as a wrong password.
@@ -106,6 +109,9 @@ def _load_user() -> None:
 
 def guard():
     """before_request: load the user, check CSRF, require a session and the role for writes."""
+    if request.blueprint in TOKEN_AUTH_BLUEPRINTS:
+        g.user = None
+        return None  # the blueprint's own before_request checks the token
     _load_user()
     if request.method in UNSAFE_METHODS and not _csrf_ok():
         abort(400, description="csrf")

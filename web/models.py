@@ -39,6 +39,27 @@ class User(db.Model):
     session_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
     last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+    # The person behind the account, as the medical-insurance platform knows them (envelope opter /
+    # opter_name / opter_type, 9001 opter_no): without an operator code the user cannot sign in there.
+    display_name: Mapped[str] = mapped_column(sa.String(50), default="")
+    opter: Mapped[str] = mapped_column(sa.String(30), default="")
+    opter_name: Mapped[str] = mapped_column(sa.String(50), default="")
+    opter_type: Mapped[str] = mapped_column(sa.String(3), default="1")  # 1 经办人 2 自助终端 3 移动终端
+    # 双通道特药医生权限 (6.7): granted by an admin with the doctor's HIS 工号 and name looked up from the HIS;
+    # doctor_insu_code is the national 医保医师代码 the filings carry (atddr_no / diag_dr_codg).
+    doctor_code: Mapped[str] = mapped_column(sa.String(30), default="")
+    doctor_name: Mapped[str] = mapped_column(sa.String(50), default="")
+    doctor_insu_code: Mapped[str] = mapped_column(sa.String(50), default="")
+    doctor_granted_by: Mapped[str | None] = mapped_column(sa.String(80))
+    doctor_granted_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+
+    @property
+    def is_doctor(self) -> bool:
+        return bool(self.doctor_code)
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.username
 
     def at_least(self, role: str) -> bool:
         return Role.RANK.get(self.role, -1) >= Role.RANK[role]

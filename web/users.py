@@ -52,7 +52,7 @@ def ensure_first_admin(username: str = "admin") -> tuple[str, str] | None:
 @require_role(Role.ADMIN)
 def index():
     users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
-    return render_template("users.html", users=users, roles=Role.ALL)
+    return render_template("users.html", users=users, roles=Role.ALL, opter_types=OPTER_TYPES)
 
 
 @bp.post("/")
@@ -69,11 +69,41 @@ def create():
     if exists:
         flash("该用户名已存在", "error")
         return redirect(url_for("users.index"))
+    problem = identity_problem(request.form)
+    if problem:
+        flash(problem, "error")
+        return redirect(url_for("users.index"))
     password = generate_password()
-    create_user(username, role, password)
-    audit.record("user.create", username, after={"role": role})
+    identity = apply_identity(create_user(username, role, password), request.form)
+    audit.record("user.create", username, after={"role": role, **identity})
     db.session.commit()
     return render_template("user_password_shown.html", username=username, password=password)
+
+
+OPTER_TYPES = {"1": "经办人", "2": "自助终端", "3": "移动终端"}  # envelope opter_type (twopath 1.1 #11)
+
+
+def identity_problem(form) -> str | None:
+    """Display name, insurance operator code/name/type as the admin typed them (lengths of the envelope)."""
+    if len(form.get("display_name", "")) > 50 or len(form.get("opter_name", "")) > 50:
+        return "姓名与经办人姓名不超过 50 字"
+    if len(form.get("opter", "")) > 30:
+        return "经办人编号不超过 30 位"
+    if form.get("opter_type", "1") not in OPTER_TYPES:
+        return "经办人类别无效"
+    return None
+
+
+def apply_identity(user: User, form) -> dict:
+    """Set the identity fields from the form; returns what changed (for the audit log)."""
+    changed = {}
+    for name in ("display_name", "opter", "opter_name", "opter_type"):
+        if name in form:
+            value = form.get(name, "").strip()
+            if value != (getattr(user, name) or ""):
+                changed[name] = value
+                setattr(user, name, value)
+    return changed
 
 
 @bp.post("/<int:user_id>")
@@ -88,10 +118,15 @@ def update(user_id: int):
     if user.id == g.user.id and (role != Role.ADMIN or not active):
         flash("不能降低或停用自己的管理员账号", "error")
         return redirect(url_for("users.index"))
+    problem = identity_problem(request.form)
+    if problem:
+        flash(problem, "error")
+        return redirect(url_for("users.index"))
     user.role, user.active = role, active
+    identity = apply_identity(user, request.form)
     if not active:
         user.session_version += 1  # log them out everywhere
-    audit.record("user.update", user.username, before=before, after={"role": role, "active": active})
+    audit.record("user.update", user.username, before=before, after={"role": role, "active": active, **identity})
     db.session.commit()
     flash(f"已更新用户 {user.username}", "ok")
     return redirect(url_for("users.index"))

@@ -4,8 +4,19 @@ Why our own code rather than pysmx's: pysmx's ``kG`` converts to and from hex st
 its mixed addition has no doubling / inverse special cases (fine inside its own ``k < n`` loop, wrong for a
 general ``sG + tP`` in verification).  Measured on the 2-core build machine: [k]G with the fixed-base comb
 table 0.6 ms, variable-base windowed [k]P 2.5 ms, [k]P with a cached per-key comb 0.6 ms, against 2.9 ms
-for ``pysmx.SM2.kG``.  Python big ints are not constant time; the gateway's threat model (keys on a server,
-no co-resident attacker timing single operations) accepts that, as every pure-Python SM2 does.
+for ``pysmx.SM2.kG``.
+
+Secret scalars (a private key d, a signing nonce k) go through ``mul_g_secret`` / ``mul_point_secret``:
+a Montgomery ladder over a fixed 257-bit scalar (k + n or k + 2n, chosen arithmetically), one addition
+and one doubling per bit whatever the bit, the operands selected by a masked swap instead of a branch,
+no table lookups indexed by secret digits and no early exit.  The fast comb/window methods above skip
+zero digits and stop at the scalar's length, so their timing follows the scalar: they are used for
+public scalars only (verification, and the ephemeral k of encryption, whose exposure would reveal one
+message rather than a key; see sm2.py).  What remains: CPython's big-int arithmetic itself is not
+constant time (a multiplication's cost depends slightly on operand size, and the exceptional branches
+of the addition formulas are reached only with probability ~2^-256), so this removes the large,
+scalar-dependent variations a remote or co-resident observer could measure, not cache-level leakage;
+keys needing that belong in an HSM or a C implementation.
 """
 
 from __future__ import annotations
@@ -225,6 +236,50 @@ def mul_point(pt: Point, k: int, reuse: bool = False) -> Point | None:
 def mul_add(k1: int, k2: int, pt: Point) -> Point | None:
     """k1 * G + k2 * pt (signature verification)."""
     return _to_affine(_jadd(_comb_mul(_g_table(), k1 % N), _mul_j(pt, k2 % N, True)))
+
+
+_LADDER_BITS = 257  # k + n or k + 2n always has exactly this many bits for 0 <= k < n
+
+
+def _cswap(bit: int, a: JPoint, b: JPoint) -> tuple[JPoint, JPoint]:
+    """(a, b) when bit is 0, (b, a) when it is 1, computed the same way for both."""
+    mask = -bit  # 0 or ...111 (all ones)
+    out_a, out_b = [], []
+    for u, v in zip(a, b, strict=True):
+        t = mask & (u ^ v)
+        out_a.append(u ^ t)
+        out_b.append(v ^ t)
+    return (out_a[0], out_a[1], out_a[2]), (out_b[0], out_b[1], out_b[2])
+
+
+def _fixed_length_scalar(k: int) -> int:
+    """k + n, or k + 2n when k + n has only 256 bits: the same multiple of the point, 257 bits long."""
+    k1 = k + N
+    short = 1 - (k1 >> (_LADDER_BITS - 1))  # 1 when bit 256 of k + n is clear
+    return k1 + short * N
+
+
+def _ladder(pt: Point, k: int) -> JPoint:
+    """Montgomery ladder: R1 - R0 = pt throughout; every bit costs one addition and one doubling."""
+    scalar = _fixed_length_scalar(k % N)
+    base: JPoint = (pt[0], pt[1], 1)
+    r0, r1 = base, _jdouble(base)  # the top bit (256) is always 1
+    for i in range(_LADDER_BITS - 2, -1, -1):
+        bit = (scalar >> i) & 1
+        r0, r1 = _cswap(bit, r0, r1)
+        r0, r1 = _jdouble(r0), _jadd(r0, r1)
+        r0, r1 = _cswap(bit, r0, r1)
+    return r0
+
+
+def mul_g_secret(k: int) -> Point | None:
+    """k * G for a secret k (private key, signing nonce): uniform operations, see the module notes."""
+    return _to_affine(_ladder(G, k))
+
+
+def mul_point_secret(pt: Point, k: int) -> Point | None:
+    """k * pt for a secret k (decryption with the private key)."""
+    return _to_affine(_ladder(pt, k))
 
 
 def decompress(x: int, odd: bool) -> Point:

@@ -199,7 +199,7 @@ def normalize_private_key(key: str | bytes) -> str:
 
 @lru_cache(maxsize=64)
 def point_from_scalar(d: int) -> ec.Point:
-    pt = ec.mul_g(d)
+    pt = ec.mul_g_secret(d)  # d is a private key: the constant-operation ladder
     assert pt is not None  # d in [1, n-2]
     return pt
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from . import asn1, ec, sm3
 from ._codec import decode_input, encode_output
 from .errors import CryptoError
-from .keys import point_from_scalar, private_scalar, public_point
+from .keys import private_scalar, public_point
 from .profiles import SM2Profile, SM2SignProfile
 
 _MAX_TRIES = 64  # a retry is needed ~1/256 of the time for 1-byte messages (all-zero KDF output)
@@ -37,6 +37,8 @@ def _encrypt_parts(msg: bytes, pub: ec.Point, k: int | None = None) -> tuple[ec.
         # GB/T 32918.4 requires t = KDF(x2||y2, klen) not all zero; for klen = 0 that can never hold.
         raise CryptoError("SM2 加密失败: 明文为空，SM2 不能加密 0 字节 (empty plaintext is not supported)")
     for _ in range(_MAX_TRIES):
+        # The fast (variable-time) methods: k here protects this one message, not a key, and SM2 encryption
+        # runs for every upload (see ec.py's notes).
         kk = _random_k() if k is None else k
         c1 = ec.mul_g(kk)
         s = ec.mul_point(pub, kk, reuse=True)
@@ -122,7 +124,7 @@ def sm2_decrypt(ciphertext: str, private_key: str, profile: SM2Profile) -> bytes
     if not raw:
         raise CryptoError("SM2 解密失败: 密文为空 (empty ciphertext)")
     c1, c3, c2 = _split(raw, profile)
-    s = ec.mul_point(c1, d)
+    s = ec.mul_point_secret(c1, d)
     if s is None:
         raise CryptoError("SM2 解密失败: [d]C1 为无穷远点 (invalid C1)")
     x2, y2 = _b32(s[0]), _b32(s[1])
@@ -163,7 +165,7 @@ def _sign_e(e: int, d: int, k: int | None = None) -> tuple[int, int]:
     inv = pow(1 + d, -1, ec.N)
     for _ in range(_MAX_TRIES):
         kk = _random_k() if k is None else k
-        pt = ec.mul_g(kk)
+        pt = ec.mul_g_secret(kk)  # k reveals d: constant-operation ladder
         assert pt is not None
         r = (e + pt[0]) % ec.N
         if r == 0 or r + kk == ec.N:
@@ -179,7 +181,7 @@ def sm2_sign(message: bytes, private_key: str, profile: SM2SignProfile, public_k
     if not isinstance(message, (bytes, bytearray, memoryview)):
         raise CryptoError(f"SM2 签名需要 bytes 消息，得到 {type(message).__name__}（请先 .encode('utf-8')）")
     d = private_scalar(private_key)
-    pub = point_from_scalar(d)
+    pub = ec.mul_g_secret(d)
     if public_key is not None and public_point(public_key) != pub:
         # Z includes the public key: a mismatched pair would give signatures nobody can verify.
         raise CryptoError("SM2 签名失败: 给定的公钥与私钥不匹配 (public key does not match private key)")

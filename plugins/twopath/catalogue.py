@@ -13,20 +13,24 @@ import sqlalchemy as sa
 from openpyxl import Workbook, load_workbook
 
 from core.db import db
-from plugins.twopath.models import Disease, Drug
+from plugins.twopath.models import Disease, Drug, Institution
 
 log = logging.getLogger("baosong.twopath.catalogue")
 
 # kind -> (model, code header, name header, code max length, name max length). The drug lengths are
-# those of twopathdruglist (med_list_codg 30, med_list_name 50); the disease table gives none, so the
-# column sizes of our own table limit them.
+# those of twopathdruglist (med_list_codg 30, med_list_name 50), the institutions' those of
+# twopathfixmedins (fixmedins_code 30, fixmedins_name 300); the disease table gives none, so the column
+# sizes of our own table limit them.
 CATALOGUES = {
     "drugs": (Drug, "中心药品项目编码", "中心药品项目名称", 30, 50),
     "diseases": (Disease, "门慢门特病种目录代码", "门慢门特病种名称", 30, 300),
+    "institutions": (Institution, "医疗机构编码", "医疗机构名称", 30, 300),
 }
+# Further columns of a catalogue: kind -> [(header, attribute, max length)].
+EXTRA_COLUMNS = {"institutions": [("统筹区域", "poolarea_no", 30)]}
 ENABLED_HEADER = "启用"
 NOTE_HEADER = "备注"
-TITLES = {"drugs": "特药目录", "diseases": "慢特病病种目录"}
+TITLES = {"drugs": "特药目录", "diseases": "慢特病病种目录", "institutions": "定点医药机构"}
 _YES = {"是", "启用", "1", "y", "yes", "true"}
 _NO = {"否", "停用", "0", "n", "no", "false"}
 
@@ -64,13 +68,15 @@ def import_workbook(kind: str, content: bytes) -> tuple[int, list[RowError]]:
     errors = [RowError(1, h, "缺少该列") for h in (code_header, name_header) if h not in headers]
     if errors:
         return 0, errors
-    at = {h: headers.index(h) for h in (code_header, name_header, ENABLED_HEADER, NOTE_HEADER) if h in headers}
+    extras = EXTRA_COLUMNS.get(kind, [])
+    at = {h: headers.index(h) for h in (code_header, name_header, ENABLED_HEADER, NOTE_HEADER,
+                                        *(e[0] for e in extras)) if h in headers}
 
     def cell(row: tuple, header: str) -> str:
         i = at.get(header)
         return _text(row[i]) if i is not None and i < len(row) else ""
 
-    parsed: list[tuple[str, str, bool, str]] = []
+    parsed: list[tuple[str, str, bool, str, dict[str, str]]] = []
     seen: dict[str, int] = {}
     for number, row in enumerate(rows[1:], start=2):
         if not any(_text(v) for v in row):
@@ -93,16 +99,23 @@ def import_workbook(kind: str, content: bytes) -> tuple[int, list[RowError]]:
             errors.append(RowError(number, ENABLED_HEADER, "应为“是”或“否”"))
         if len(note) > 200:
             errors.append(RowError(number, NOTE_HEADER, "长度超过 200"))
-        parsed.append((code, name, enabled_text not in _NO, note))
+        extra = {}
+        for header, attribute, max_length in extras:
+            extra[attribute] = cell(row, header)
+            if len(extra[attribute]) > max_length:
+                errors.append(RowError(number, header, f"长度超过 {max_length}"))
+        parsed.append((code, name, enabled_text not in _NO, note, extra))
     if errors:
         return 0, errors
     existing = {item.code: item for item in db.session.execute(sa.select(model)).scalars()}
-    for code, name, enabled, note in parsed:
+    for code, name, enabled, note, extra in parsed:
         item = existing.get(code)
         if item is None:
-            db.session.add(model(code=code, name=name, enabled=enabled, note=note))
+            db.session.add(model(code=code, name=name, enabled=enabled, note=note, **extra))
         else:
             item.name, item.enabled, item.note = name, enabled, note
+            for attribute, value in extra.items():
+                setattr(item, attribute, value)
     db.session.commit()
     return len(parsed), []
 
@@ -112,9 +125,11 @@ def export_workbook(kind: str) -> bytes:
     book = Workbook()
     sheet = book.active
     sheet.title = TITLES[kind]
-    sheet.append([code_header, name_header, ENABLED_HEADER, NOTE_HEADER])
+    extras = EXTRA_COLUMNS.get(kind, [])
+    sheet.append([code_header, name_header, ENABLED_HEADER, NOTE_HEADER, *(e[0] for e in extras)])
     for item in db.session.execute(sa.select(model).order_by(model.code)).scalars():
-        sheet.append([item.code, item.name, "是" if item.enabled else "否", item.note])
+        sheet.append([item.code, item.name, "是" if item.enabled else "否", item.note,
+                      *(getattr(item, e[1]) for e in extras)])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -126,3 +141,51 @@ def items(kind: str, enabled_only: bool = False) -> list:
     if enabled_only:
         query = query.where(model.enabled.is_(True))
     return list(db.session.execute(query).scalars())
+
+
+# --- 1309: the platform's chronic-disease catalogue into ours, with a preview first ----------------------
+
+@dataclass
+class CatalogueDiff:
+    """What applying a 1309 download would change in the disease catalogue."""
+
+    added: list[tuple[str, str]]
+    renamed: list[tuple[str, str, str]]  # code, old name, new name
+    disabled: list[tuple[str, str]]  # the platform marks them invalid (vali_flag 0)
+    unchanged: int
+
+    @property
+    def changes(self) -> int:
+        return len(self.added) + len(self.renamed) + len(self.disabled)
+
+
+def diff_diseases(rows: list[dict[str, str]]) -> CatalogueDiff:
+    existing = {d.code: d for d in db.session.execute(sa.select(Disease)).scalars()}
+    added, renamed, disabled, unchanged = [], [], [], 0
+    for row in rows:
+        code, name = row["opsp_dise_code"][:30], (row.get("opsp_dise_name") or "")[:300]
+        valid = row.get("vali_flag", "1") != "0"
+        item = existing.get(code)
+        if item is None:
+            if valid:
+                added.append((code, name))
+        elif not valid and item.enabled:
+            disabled.append((code, item.name))
+        elif valid and name and item.name != name:
+            renamed.append((code, item.name, name))
+        else:
+            unchanged += 1
+    return CatalogueDiff(added, renamed, disabled, unchanged)
+
+
+def apply_diseases(rows: list[dict[str, str]]) -> CatalogueDiff:
+    diff = diff_diseases(rows)
+    existing = {d.code: d for d in db.session.execute(sa.select(Disease)).scalars()}
+    for code, name in diff.added:
+        db.session.add(Disease(code=code, name=name, note="1309 下载"))
+    for code, _old, new in diff.renamed:
+        existing[code].name = new
+    for code, _name in diff.disabled:
+        existing[code].enabled = False
+    db.session.commit()
+    return diff

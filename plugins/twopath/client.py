@@ -18,13 +18,30 @@ from core.errors import AlreadyDelivered, ConfigurationError, RejectUpload, Retr
 from core.hook_types import OutboundRequest, Outcome, Payload, Response, Settings, UploadContext, UploadPlan
 from core.models import Upload, UploadStatus
 from core.plugins import registry
-from plugins.twopath import protocol
+from plugins.twopath import protocol, signature
 from plugins.twopath.models import SignIn
 
 REGULATOR = "twopath"
 SYNC = "twopath.sync"
 SIGN_EXPIRED = "SIGN_EXPIRED"
 QUERY_FIRST = "QUERY_FIRST"
+
+
+NO_OPERATOR = "您的账号没有医保经办人编号（opter），不能签到医保平台：请管理员在「用户」页面填写经办人编号与姓名"
+
+
+class NoOperator(ConfigurationError):
+    """The signed-in user has no insurance operator code: the platform cannot be used on their behalf."""
+
+
+def operator_of(user: Any) -> tuple[str, str, str]:
+    """(opter, opter_name, opter_type) of a Baosong user, as the envelope and 9001 carry them.
+    Raises NoOperator when the user has no operator code (the platform would refuse the sign-in)."""
+    opter = (getattr(user, "opter", "") or "").strip()
+    if not opter:
+        raise NoOperator(NO_OPERATOR)
+    name = (getattr(user, "opter_name", "") or getattr(user, "display_name", "") or opter).strip()
+    return opter[:30], name[:50], (getattr(user, "opter_type", "") or "1")
 
 
 class TransientError(RetryLater):
@@ -84,13 +101,16 @@ def _sign_in_valid(row: SignIn | None, settings: Settings) -> bool:
     return True
 
 
-def current_sign_no(opter: str, opter_name: str, settings: Settings, actor: str | None = None) -> str:
+def current_sign_no(opter: str, opter_name: str, settings: Settings, actor: str | None = None,
+                    opter_type: str | None = None) -> str:
     """The operator's cached sign_no, signing in (9001, through the ledger) when there is none or it
     expired."""
+    if not opter:
+        raise NoOperator(NO_OPERATOR)
     row = db.session.get(SignIn, opter)
     if _sign_in_valid(row, settings):
         return row.sign_no
-    upload = sign_in(opter, opter_name, actor=actor)
+    upload = sign_in(opter, opter_name, actor=actor, opter_type=opter_type)
     if upload.status != UploadStatus.SUCCEEDED:
         raise TransientError(f"签到【9001】失败：{upload.last_message or upload.status_label}")
     row = db.session.get(SignIn, opter)
@@ -98,13 +118,26 @@ def current_sign_no(opter: str, opter_name: str, settings: Settings, actor: str 
     return row.sign_no
 
 
-def sign_in(opter: str, opter_name: str, actor: str | None = None) -> Upload:
+def sign_in(opter: str, opter_name: str, actor: str | None = None, opter_type: str | None = None) -> Upload:
+    if not opter:
+        raise NoOperator(NO_OPERATOR)
     settings = _settings()
     row = {
-        "opter": opter, "opter_name": opter_name, "insuplc_admdvs": "",
+        "opter": opter, "opter_name": opter_name, "opter_type": opter_type or "", "insuplc_admdvs": "",
         "input": {"signIn": {"opter_no": opter, "mac": settings.get("mac"), "ip": settings.get("ip")}},
     }
     return call_now("twopath.9001", row, label=f"签到 {opter}", search_keys=[opter], actor=actor)
+
+
+def sign_out(opter: str, opter_name: str, actor: str | None = None, opter_type: str | None = None) -> Upload | None:
+    """9002 for the operator's valid sign-in (None when there is none: nothing to sign out)."""
+    row = db.session.get(SignIn, opter) if opter else None
+    if row is None or not row.sign_no or row.invalidated_at is not None:
+        return None
+    data = {"signOut": {"sign_no": row.sign_no, "opter_no": opter}}
+    return call_now("twopath.9002", {"opter": opter, "opter_name": opter_name, "opter_type": opter_type or "",
+                                     "insuplc_admdvs": "", "input": data},
+                    label=f"签退 {opter}", search_keys=[opter], actor=actor)
 
 
 def invalidate_sign_in(opter: str) -> None:
@@ -181,7 +214,16 @@ def build(upload: UploadContext) -> Payload:
         raise RejectUpload("字段校验未通过：" + "；".join(str(p) for p in problems[:20]))
     opter = row.get("opter") or settings.get("default_opter")
     opter_name = row.get("opter_name") or settings.get("default_opter_name")
-    sign_no = "" if infno == "9001" else current_sign_no(opter, opter_name, settings)
+    opter_type = row.get("opter_type") or settings.get("opter_type", "1")
+    if not opter:
+        raise RejectUpload(NO_OPERATOR)
+    if infno == "9001":
+        sign_no = ""
+    elif infno == "9002":
+        sign_no = str(input_node.get("signOut", {}).get("sign_no") or "")
+    else:
+        sign_no = current_sign_no(opter, opter_name, settings, opter_type=opter_type)
+    cainfo, signtype = signature.sign_envelope(input_node, settings)
     fixmedins_code = _need(settings, "fixmedins_code")
     msgid, inf_time = next_msgid(fixmedins_code)
     envelope = {
@@ -192,10 +234,10 @@ def build(upload: UploadContext) -> Payload:
         "recer_sys_code": _need(settings, "recer_sys_code"),
         "dev_no": settings.get("dev_no"),
         "dev_safe_info": "",
-        "cainfo": "",  # empty in every public example; a province needing SM2/SM3 here needs a signer
-        "signtype": "",
+        "cainfo": cainfo,  # "" unless a signer is configured (plugins/twopath/signature.py)
+        "signtype": signtype,
         "infver": settings.get("infver", "V1.0"),
-        "opter_type": settings.get("opter_type", "1"),
+        "opter_type": opter_type,
         "opter": opter,
         "opter_name": opter_name,
         "inf_time": inf_time,
@@ -275,7 +317,7 @@ def parse(upload: UploadContext, response: Response) -> Outcome:
     err_msg = str(answer.get("err_msg") or "")
     if code != 0:
         keywords = [k for k in upload.settings.get("sign_expired_keywords", "签到").split(",") if k.strip()]
-        if infno != "9001" and any(k.strip() in err_msg for k in keywords):
+        if infno not in ("9001", "9002") and any(k.strip() in err_msg for k in keywords):
             invalidate_sign_in(row.get("opter") or upload.settings.get("default_opter"))
             return Outcome("retry", SIGN_EXPIRED, f"签到已失效（{err_msg}），重试时重新签到", search_keys=keys)
         return Outcome("reject", str(code), err_msg or "平台返回失败", search_keys=keys)
@@ -297,6 +339,14 @@ def _result_of(infno: str, output: dict[str, Any], settings: Settings) -> tuple[
     if infno == "9001":
         info = output.get("signinoutb") or {}
         return {"sign_no": str(info.get("sign_no") or ""), "sign_time": str(info.get("sign_time") or "")}, "签到成功"
+    if infno == "9002":
+        info = output.get("signoutoutb") or {}
+        return {"sign_time": str(info.get("sign_time") or "")}, "签退成功"
+    if infno == "1309":
+        return catalogue_rows(output)
+    if infno == "5205":
+        records = [{k: v for k, v in r.items() if k != "psn_no"} for r in _first_list(output)]
+        return {"records": records}, f"查询到 {len(records)} 条用药记录"
     if infno == "1101":
         base = output.get("baseinfo") or {}
         insu = output.get("insuinfo") or []
@@ -313,6 +363,31 @@ def _result_of(infno: str, output: dict[str, Any], settings: Settings) -> tuple[
         rows = query_rows(infno, output, settings)
         return {"query_rows": rows}, f"查询到 {len(rows)} 条备案"
     return {}, "成功"  # 2512 / 2504: the output is empty
+
+
+def _first_list(output: Any) -> list[dict[str, Any]]:
+    """A multi-row output whose node name the sources do not give: the first list of objects in it."""
+    if isinstance(output, list):
+        return [r for r in output if isinstance(r, dict)]
+    if isinstance(output, dict):
+        for value in output.values():
+            if isinstance(value, list) and all(isinstance(r, dict) for r in value):
+                return value
+    return []
+
+
+CATALOGUE_FIELDS = ("opsp_dise_code", "opsp_dise_name", "opsp_dise_majcls_code", "opsp_dise_majcls_name",
+                    "opsp_dise_subd_clss_name", "admdvs", "vali_flag", "ver", "ver_name")
+
+
+def catalogue_rows(output: Any) -> tuple[dict[str, Any], str]:
+    """1309's answer: the disease rows (lower-case names, 1.4), or the file the platform would have us
+    fetch with 9102, which our documents do not cover."""
+    if isinstance(output, dict) and output.get("file_qury_no"):
+        return ({"catalogue": [], "file_qury_no": str(output["file_qury_no"]), "filename": str(output.get("filename") or "")},
+                "平台以文件方式答复（需【9102】文件下载，不在本院文档范围内）：未取得目录")
+    rows = [{k: str(r.get(k, r.get(k.upper(), "")) or "") for k in CATALOGUE_FIELDS} for r in _first_list(output)]
+    return {"catalogue": [r for r in rows if r["opsp_dise_code"]]}, f"下载到 {len(rows)} 条病种"
 
 
 def query_rows(infno: str, output: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:

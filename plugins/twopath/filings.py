@@ -3,7 +3,7 @@ platform's answers (upload_finished) and status synchronisation (5311 / 5301).""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,7 +86,9 @@ def _apply_values(filing: Filing, values: dict[str, Any], settings: Settings) ->
         data.setdefault("insu_optins", values.get("insuplc_admdvs") or "")
     filing.data = data
     for column in ("psn_no", "psn_name", "certno", "begndate", "enddate"):
-        setattr(filing, column, data.get(column, getattr(filing, column)) or "")
+        # 2503 has no name or ID number field: the list and search still need them (from the form/HIS)
+        value = data.get(column) or values.get(column) or getattr(filing, column)
+        setattr(filing, column, str(value or "").strip())
     for column in ("card_no", "insuplc_admdvs", "item_code", "item_name"):
         if column in values:
             setattr(filing, column, str(values[column] or "").strip())
@@ -95,21 +97,44 @@ def _apply_values(filing: Filing, values: dict[str, Any], settings: Settings) ->
         data["insu_optins"] = filing.insuplc_admdvs
 
 
-def doctor_approve(filing: Filing, doctor_code: str, doctor_name: str, *, actor: str) -> None:
-    """The diagnosing doctor's approval: the interfaces need the doctor (atddr_no / diag_dr_codg)."""
+def doctor_approve(filing: Filing, doctor_code: str, doctor_name: str, *, actor: str,
+                   his_code: str = "") -> None:
+    """The diagnosing doctor's approval: the interfaces need the doctor (atddr_no / diag_dr_codg).
+
+    From the admin and the API the doctor is the signed-in user holding the doctor permission
+    (``approve_as``); their identity comes from the account, never from a form. The approved filing's
+    application sheet is generated and kept with it (6.5)."""
     if filing.status != S.DRAFT:
         raise FilingError(f"只有草稿可以审核（当前：{filing.status_label}）")
     doctor_code, doctor_name = doctor_code.strip(), doctor_name.strip()
     if not doctor_code or not doctor_name:
         raise FilingError("医生审核需要医师编码与姓名")
-    filing.doctor_code, filing.doctor_name = doctor_code, doctor_name
+    filing.doctor_code, filing.doctor_name, filing.doctor_his_code = doctor_code, doctor_name, his_code
     filing.doctor_approved_by, filing.doctor_approved_at = actor, clock.utc_naive(clock.now())
     problems = protocol.validate_input(filing.interfaces[0], protocol.build_input(filing.interfaces[0],
                                                                                   _input_values(filing)))
     if problems:
+        db.session.rollback()
         raise FilingError("申请单不完整：" + "；".join(str(p) for p in problems[:10]))
     _event(filing, S.DOCTOR_APPROVED, actor=actor, source="user", note=f"医生 {doctor_name} 审核通过")
+    generate_sheet(filing)
     db.session.commit()
+
+
+def approve_as(filing: Filing, user: Any) -> None:
+    """Approval by a Baosong user: only a user an admin granted the doctor permission (6.7) may approve,
+    and the approval carries that doctor's HIS 工号, national doctor code and name."""
+    if not getattr(user, "doctor_code", ""):
+        raise FilingError("只有开通了医生权限的用户可以审核申请单（请管理员在「用户」页面开通）")
+    doctor_code = user.doctor_insu_code or user.doctor_code
+    doctor_approve(filing, doctor_code, user.doctor_name, actor=user.username, his_code=user.doctor_code)
+
+
+def generate_sheet(filing: Filing) -> None:
+    from plugins.twopath import sheet
+
+    filing.sheet = sheet.build(filing)
+    filing.sheet_generated_at = clock.utc_naive(clock.now())
 
 
 def _input_values(filing: Filing) -> dict[str, Any]:
@@ -139,7 +164,7 @@ def _enqueue(upload_id: int) -> None:
 
 
 def submit(filing: Filing, *, actor: str, opter: str | None = None, opter_name: str | None = None,
-           enqueue: bool = True) -> int:
+           enqueue: bool = True, opter_type: str = "") -> int:
     """Plan the filing interface (2511 / 2503) for this filing and queue it."""
     earlier = _last_upload(filing)
     resubmit_after_loss = filing.status == S.SUBMITTING and earlier is not None and earlier.status in (
@@ -153,6 +178,7 @@ def submit(filing: Filing, *, actor: str, opter: str | None = None, opter_name: 
         "filing_id": filing.id,
         "opter": (opter or settings.get("default_opter"))[:30],
         "opter_name": (opter_name or opter or settings.get("default_opter_name"))[:50],
+        "opter_type": opter_type,
         "insuplc_admdvs": filing.insuplc_admdvs,
         "input": protocol.build_input(infno, _input_values(filing)),
         # An earlier send of this filing may have reached the platform: query first, then decide.
@@ -171,7 +197,7 @@ def submit(filing: Filing, *, actor: str, opter: str | None = None, opter_name: 
 
 
 def revoke(filing: Filing, *, actor: str, reason: str = "", opter: str | None = None,
-           opter_name: str | None = None, enqueue: bool = True) -> int:
+           opter_name: str | None = None, enqueue: bool = True, opter_type: str = "") -> int:
     """Plan the revoke interface (2512 / 2504): only an unreviewed filing can be revoked."""
     if filing.status != S.PENDING_REVIEW:
         raise FilingError(f"只能撤销待医保审核的备案（当前：{filing.status_label}）")
@@ -188,6 +214,7 @@ def revoke(filing: Filing, *, actor: str, reason: str = "", opter: str | None = 
         "filing_id": filing.id,
         "opter": (opter or settings.get("default_opter"))[:30],
         "opter_name": (opter_name or opter or settings.get("default_opter_name"))[:50],
+        "opter_type": opter_type,
         "insuplc_admdvs": filing.insuplc_admdvs,
         "input": protocol.build_input(infno, values),
         "previous_status": filing.status,
@@ -215,7 +242,7 @@ CERT_TYPES = {"02": "居民身份证", "03": "社会保障卡", "01": "电子凭
 
 
 def lookup_person(cert_type: str, number: str, *, card_sn: str = "", actor: str,
-                  opter: str | None = None, opter_name: str | None = None) -> dict[str, Any]:
+                  opter: str | None = None, opter_name: str | None = None, opter_type: str = "") -> dict[str, Any]:
     """1101 from the form: the person's psn_no, insuplc_admdvs... Raises FilingError with the answer."""
     if cert_type not in CERT_TYPES or not number.strip():
         raise FilingError("请选择凭证类型并输入号码")
@@ -225,7 +252,7 @@ def lookup_person(cert_type: str, number: str, *, card_sn: str = "", actor: str,
             "psn_name": ""}
     row = {"opter": (opter or settings.get("default_opter"))[:30],
            "opter_name": (opter_name or opter or settings.get("default_opter_name"))[:50],
-           "insuplc_admdvs": "", "input": protocol.build_input("1101", data)}
+           "opter_type": opter_type, "insuplc_admdvs": "", "input": protocol.build_input("1101", data)}
     upload = client.find_person(row, actor)
     if upload.status != "succeeded" or not (upload.result or {}).get("psn_no"):
         raise FilingError(f"人员信息获取失败：{upload.last_message or upload.status_label}")
@@ -245,6 +272,10 @@ def on_upload_finished(upload: UploadContext, outcome: Outcome) -> None:
         if outcome.kind == "success" and outcome.result.get("sign_no"):
             client.store_sign_in(row["opter"], outcome.result["sign_no"], outcome.result.get("sign_time", ""),
                                  upload.id)
+        return
+    if infno == "9002":
+        if outcome.kind == "success":
+            client.invalidate_sign_in(row["opter"])
         return
     if infno in ("5311", "5301"):
         if outcome.kind == "success":
@@ -330,7 +361,7 @@ def query_row_for(infno: str, row: dict[str, Any]) -> dict[str, Any]:
                                               "enddate": flat["enddate"]})
     else:
         query = protocol.build_input("5301", {"psn_no": flat["psn_no"]})
-    return {"opter": row.get("opter"), "opter_name": row.get("opter_name"),
+    return {"opter": row.get("opter"), "opter_name": row.get("opter_name"), "opter_type": row.get("opter_type", ""),
             "insuplc_admdvs": row.get("insuplc_admdvs"), "input": query}
 
 
@@ -398,3 +429,33 @@ def sync_changes(upload_ids: list[int]) -> dict[int, int]:
         sa.select(FilingEvent.upload_id, sa.func.count()).where(
             FilingEvent.upload_id.in_(upload_ids), FilingEvent.source == "sync").group_by(FilingEvent.upload_id)
     ).all())
+
+
+# --- 5205 medication records (review) and 1309 catalogue download ------------------------------------
+
+def medication_records(filing: Filing, *, actor: str, opter: str, opter_name: str, opter_type: str = "",
+                       days: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The person's chronic/special-disease medication records the platform holds (5205), for the doctor's
+    review: the last ``medication_days`` days. Returns (records, upload id)."""
+    if not filing.psn_no:
+        raise FilingError("申请单没有人员编号（先【1101】取得），无法查询用药记录")
+    settings = client._settings()
+    days = days or int(settings.get("medication_days", "180") or 180)
+    end = clock.local_now()
+    values = {"psn_no": filing.psn_no, "begntime": f"{end - timedelta(days=days):%Y-%m-%d} 00:00:00",
+              "endtime": f"{end:%Y-%m-%d %H:%M:%S}"}
+    row = {"filing_id": filing.id, "opter": opter, "opter_name": opter_name, "opter_type": opter_type,
+           "insuplc_admdvs": filing.insuplc_admdvs, "input": protocol.build_input("5205", values)}
+    upload = client.call_now("twopath.5205", row, label=f"用药记录 filing-{filing.id}", actor=actor,
+                             search_keys=_search_keys(filing))
+    if upload.status != "succeeded":
+        raise FilingError(f"用药记录查询【5205】失败：{upload.last_message or upload.status_label}")
+    return list((upload.result or {}).get("records") or []), upload.id
+
+
+def download_disease_catalogue(ver: str, *, actor: str, opter: str, opter_name: str, opter_type: str = ""):
+    """1309 from the version the hospital has ("0": everything); the rows stay in the upload's result
+    until someone applies them after the preview."""
+    row = {"opter": opter, "opter_name": opter_name, "opter_type": opter_type, "insuplc_admdvs": "",
+           "input": protocol.build_input("1309", {"ver": (ver or "0").strip()[:20]})}
+    return client.call_now("twopath.1309", row, label="门诊慢特病种目录下载", actor=actor)

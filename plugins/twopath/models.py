@@ -79,6 +79,10 @@ class Filing(db.Model):
     doctor_name: Mapped[str] = mapped_column(sa.String(100), default="")
     doctor_approved_by: Mapped[str | None] = mapped_column(sa.String(80))
     doctor_approved_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+    doctor_his_code: Mapped[str] = mapped_column(sa.String(30), default="")  # the approving doctor's HIS 工号
+    # 双通道申请表 (6.5): the spreadsheet generated from the approved filing, kept with it.
+    sheet: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    sheet_generated_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
     appy_no: Mapped[str] = mapped_column(sa.String(30), default="", index=True)  # 申请号 / 流水号
     platform_status: Mapped[str] = mapped_column(sa.String(40), default="")  # raw code the query returned
     last_upload_id: Mapped[int | None] = mapped_column(sa.ForeignKey("uploads.id"))
@@ -171,3 +175,34 @@ class Disease(db.Model):
     enabled: Mapped[bool] = mapped_column(default=True)
     note: Mapped[str] = mapped_column(sa.String(200), default="")
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)
+
+
+class Institution(db.Model):
+    """定点医药机构 a patient chooses for a two-channel filing (5.4: chosen from a list, not typed);
+    ``twopathfixmedins`` of 2511 (fixmedins_code 30, fixmedins_name 300, poolarea_no 30)."""
+
+    __tablename__ = "twopath_institutions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(30), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(300))
+    poolarea_no: Mapped[str] = mapped_column(sa.String(30), default="")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    note: Mapped[str] = mapped_column(sa.String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API (``/twopath/api``) a mini-program calls on behalf of one user: the
+    user's role and doctor permission decide what it may do. Only the SHA-256 of the token is kept."""
+
+    __tablename__ = "twopath_api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("web_users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    label: Mapped[str] = mapped_column(sa.String(80), default="")
+    created_by: Mapped[str] = mapped_column(sa.String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime)

@@ -25,11 +25,10 @@ from core.hook_types import (
     UploadPlan,
 )
 from core.hookspecs import hookimpl
-from plugins.twopath import client, filings, protocol
+from plugins.twopath import client, filings, protocol, signature
 from plugins.twopath import models as _models  # noqa: F401  (registers the plugin's tables)
 
 REGULATOR = client.REGULATOR
-SPEC_NEEDED = "不可用：需要接口规范（医院文档列出了该接口，但没有字段表）"
 
 SETTINGS = (
     SettingField("base_url", "接口地址前缀", help="例如 http://10.0.0.1:8080（不含交易路径）"),
@@ -65,6 +64,15 @@ SETTINGS = (
     SettingField("status_rejected_values", "审核不通过的状态值", help="逗号分隔"),
     SettingField("status_pending_values", "待审核的状态值", help="逗号分隔"),
     SettingField("timeout_seconds", "超时（秒）", default="30"),
+    SettingField("sign_out_on_logout", "退出登录时签退【9002】", default="1", choices=("1", "0"),
+                 help="1：用户退出管理后台时签退其签到号；0：不签退（签到号留待过期）"),
+    SettingField("signtype", "数据签名（cainfo/signtype）", default=signature.OFF, choices=signature.CHOICES,
+                 help="空：不签名（公开示例均为空）；SM3：cainfo 为 input 节点的 SM3 摘要；SM2：input 节点的 SM2 签名"),
+    SettingField("sign_private_key", "签名私钥（SM2）", secret=True, help="64 位十六进制、PEM 或 Base64"),
+    SettingField("sign_user_id", "签名用户 ID（SM2）", default="1234567812345678"),
+    SettingField("sign_encoding", "签名编码（SM2）", default="der", choices=("der", "raw")),
+    SettingField("sign_output", "签名输出（SM2）", default="hex", choices=("hex", "HEX", "base64")),
+    SettingField("medication_days", "审核时查询用药记录的天数【5205】", default="180"),
 )
 
 CODES = {
@@ -91,9 +99,22 @@ PATIENT_SQL = (
 )
 
 
+# The doctor a permission is granted to, by HIS 工号 (4: 查询医生工号、姓名); insu_dr_code is the national
+# 医保医师代码 the filings carry.
+DOCTOR_SQL = "SELECT doctor_code, name, insu_dr_code, dept_code, title FROM doctors WHERE doctor_code = :doctor_code"
+# The patient's recent visits in the HIS, shown while the doctor reviews (4: 院内就诊患者查询就诊数据).
+VISITS_SQL = (
+    "SELECT r.reg_time AS visit_time, d.dept_name AS dept_name, r.diag_code AS diag_code, r.diag_name AS diag_name, "
+    "doc.name AS doctor_name, r.visit_type AS visit_type FROM registrations r JOIN patients p ON p.patient_id = "
+    "r.patient_id LEFT JOIN departments d ON d.dept_code = r.dept_code LEFT JOIN doctors doc ON doc.doctor_code = "
+    "r.doctor_code WHERE p.id_number = :certno AND r.status = 'valid' ORDER BY r.reg_time DESC LIMIT 20"
+)
+HIS_QUERIES = {"patient": PATIENT_SQL, "doctor": DOCTOR_SQL, "visits": VISITS_SQL}
+
+
 def _rt(infno: str, title: str, **kwargs) -> ReportType:
     schema = protocol.schema(infno) if infno in protocol.INTERFACES else None
-    queries = {"patient": PATIENT_SQL} if infno in ("2511", "2503") else {}
+    queries = HIS_QUERIES if infno in ("2511", "2503") else {}
     return ReportType(f"twopath.{infno}", f"【{infno}】{title}", REGULATOR, schema=schema, queries=queries,
                       **kwargs)
 
@@ -103,9 +124,6 @@ def register_report_types() -> list[ReportType]:
     types = [_rt(infno, title) for infno, title in protocol.INTERFACES.items()]
     types.append(ReportType(client.SYNC, "审核状态同步（5311/5301 查询）", REGULATOR, cron="*/30 * * * *",
                             catch_up="latest"))
-    # Named by the hospital (section 2.1), no field table in any document we have.
-    types.append(_rt("1309", "门诊慢特病种目录下载", available=False, unavailable_reason=SPEC_NEEDED))
-    types.append(_rt("5205", "人员慢特病用药记录查询", available=False, unavailable_reason=SPEC_NEEDED))
     return types
 
 

@@ -30,9 +30,13 @@ INTERFACES: dict[str, str] = {
     "2503": "人员慢特病备案",
     "2504": "人员慢特病备案撤销",
     "5301": "人员慢特病备案查询",
+    # Named by the hospital (2.1) without field tables: schemas/9002, 1309, 5205 cite public HIS code.
+    "9002": "签退",
+    "1309": "门诊慢特病种目录下载",
+    "5205": "人员慢特病用药记录查询",
 }
 # Node names the platform spells with capitals although 1.4 asks for lower case (README: 9001 signIn).
-CASE_EXCEPTIONS = frozenset({"signIn"})
+CASE_EXCEPTIONS = frozenset({"signIn", "signOut"})
 ENVELOPE_FIELDS = (
     "infno", "msgid", "mdtrtarea_admvs", "insuplc_admdvs", "recer_sys_code", "dev_no", "dev_safe_info",
     "cainfo", "signtype", "infver", "opter_type", "opter", "opter_name", "inf_time", "fixmedins_code",
@@ -43,7 +47,7 @@ INF_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MSGID_TIME_FORMAT = "%Y%m%d%H%M%S"
 MSGID_RE = re.compile(r"(?P<code>.{12})(?P<time>\d{14})(?P<seq>\d{4})")
 # Interfaces whose input carries a person number: the envelope's insuplc_admdvs is then required (1.1 #4).
-PERSON_INTERFACES = frozenset({"2511", "5311", "2503", "2504", "5301"})
+PERSON_INTERFACES = frozenset({"2511", "5311", "2503", "2504", "5301", "5205"})
 # The answer fields that name a filing (documented in the filing interfaces' outputs).
 APPNO_FIELD = {"2511": "two_path_reg_sn", "2503": "trt_dcla_detl_sn"}
 NUMERIC_TYPES = frozenset({"integer", "number", "decimal"})

@@ -29,10 +29,11 @@ import threading
 import time
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask, jsonify, request
 
-from plugins.twopath import protocol
+from plugins.twopath import protocol, signature
 
 PENDING, APPROVED, REJECTED, REVOKED = "pending", "approved", "rejected", "revoked"
 DEFAULT_STATUS_CODES = {PENDING: "0", APPROVED: "1", REJECTED: "2"}
@@ -44,6 +45,28 @@ def _id_number(region: str, birth: str, seq: str) -> str:
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     check = "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
     return body + check
+
+
+def his_people(url: str, limit: int = 50000) -> list[dict[str, str]]:
+    """The insured patients of a (demo) hospital database, as the platform would know them: the demo
+    HIS and the sandbox share the same synthetic people, so 1101 finds whoever the HIS import finds."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url if "://" in url else f"sqlite:///{url}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT name, id_number, gender, nation, birth_date, insu_card_no, psn_no, insutype, insu_admdvs, "
+                "emp_name FROM patients WHERE psn_no IS NOT NULL ORDER BY patient_id LIMIT :limit"), {"limit": limit})
+            people = [{
+                "psn_no": r.psn_no, "psn_name": r.name, "psn_cert_type": "01", "certno": r.id_number,
+                "card_no": r.insu_card_no or "", "card_sn": "", "gend": r.gender or "", "naty": r.nation or "",
+                "brdy": str(r.birth_date)[:10], "insutype": r.insutype or "", "insuplc_admdvs": r.insu_admdvs or "",
+                "emp_name": r.emp_name or "",
+            } for r in rows]
+    finally:
+        engine.dispose()
+    return people
 
 
 def demo_people() -> list[dict[str, str]]:
@@ -98,7 +121,9 @@ class State:
 
 def make_app(config: dict[str, Any]) -> Flask:
     state = State(config)
-    people = config.get("people") or demo_people()
+    people = list(config.get("people") or demo_people())
+    if config.get("his_database_url"):
+        people += his_people(config["his_database_url"])
     app = Flask("twopath_sandbox")
     status_field = config.get("status_field", "chk_stas")
     status_codes = {**DEFAULT_STATUS_CODES, **config.get("status_codes", {})}
@@ -210,8 +235,12 @@ def _check_gateway(config: dict[str, Any], headers: dict[str, str], path: str, i
     return None
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
 def _stamp(moment: float, fmt: str) -> str:
-    return datetime.fromtimestamp(moment).strftime(fmt)
+    """The platform's times are Beijing time, whatever the sandbox machine's zone."""
+    return datetime.fromtimestamp(moment, SHANGHAI).strftime(fmt)
 
 
 def _handle(state: State, config: dict[str, Any], people: list[dict[str, str]], envelope: dict[str, Any],
@@ -246,6 +275,9 @@ def _handle(state: State, config: dict[str, Any], people: list[dict[str, str]], 
         return answer(error=f"接口版本号应为 {config.get('infver', 'V1.0')}")
     if infno not in protocol.INTERFACES:
         return answer(error=f"不支持的交易 {infno}")
+    bad_signature = signature.verify_envelope(envelope, config)
+    if bad_signature:
+        return answer(error=bad_signature)
     if infno != "9001":
         signin = state.signins.get(envelope.get("sign_no") or "")
         ttl = float(config.get("sign_ttl_seconds", 43200))
@@ -266,6 +298,13 @@ def _handle(state: State, config: dict[str, Any], people: list[dict[str, str]], 
         sign_no = f"{_stamp(received, '%Y%m%d%H%M%S')}{state.next_no():08d}"
         state.signins[sign_no] = {"opter": envelope["opter"], "at": received, "sign_no": sign_no}
         return answer({"signinoutb": {"sign_time": _stamp(received, "%Y-%m-%d %H:%M:%S"), "sign_no": sign_no}})
+    if infno == "9002":
+        if data.get("sign_no") != envelope.get("sign_no") or data.get("opter_no") != envelope["opter"]:
+            return answer(error="签退的签到号与经办人不符")
+        state.signins.pop(data["sign_no"], None)
+        return answer({"signoutoutb": {"sign_time": _stamp(received, "%Y-%m-%d %H:%M:%S")}})
+    if infno == "1309":
+        return answer({"data": [dict(row, ver=str(config.get("catalogue_ver", "20250101"))) for row in _catalogue(config)]})
     if infno == "1101":
         person = _find_person(people, data)
         if person is None:
@@ -279,8 +318,10 @@ def _handle(state: State, config: dict[str, Any], people: list[dict[str, str]], 
 
     known = {p["psn_no"]: p for p in people}
     psn_no = data.get("psn_no", "")
-    if infno in ("2511", "2503", "5311", "5301", "2504") and known and psn_no not in known:
+    if infno in ("2511", "2503", "5311", "5301", "2504", "5205") and known and psn_no not in known:
         return answer(error="人员编号不存在")
+    if infno == "5205":
+        return answer({"feedetail": _medication(state, psn_no, data, config)})
     if infno in ("2511", "2503"):
         kind = "twopath" if infno == "2511" else "chronic"
         codes = ([d["med_list_codg"] for d in input_node.get("twopathdruglist", [])] if kind == "twopath"
@@ -333,6 +374,56 @@ def _handle(state: State, config: dict[str, Any], people: list[dict[str, str]], 
     return answer(error=f"不支持的交易 {infno}")
 
 
+DEMO_CATALOGUE = [
+    ("M03900", "高血压", "M039", "循环系统疾病", "1"), ("M03901", "糖尿病", "M039", "内分泌疾病", "1"),
+    ("M07800", "慢性阻塞性肺疾病", "M078", "呼吸系统疾病", "1"), ("M05500", "冠心病", "M055", "循环系统疾病", "1"),
+    ("M01600", "恶性肿瘤门诊治疗", "M016", "肿瘤", "1"), ("M02300", "慢性肾功能衰竭（透析）", "M023", "泌尿系统疾病", "1"),
+    ("M06900", "类风湿关节炎", "M069", "免疫系统疾病", "1"), ("M04500", "帕金森病", "M045", "神经系统疾病", "1"),
+]
+
+
+def _catalogue(config: dict[str, Any]) -> list[dict[str, str]]:
+    """1309's rows (fields of schemas/1309.json output): the demo catalogue unless configured."""
+    rows = config.get("catalogue") or [
+        {"opsp_dise_code": c, "opsp_dise_name": n, "opsp_dise_majcls_code": mc, "opsp_dise_majcls_name": mn,
+         "opsp_dise_subd_clss_name": n, "admdvs": config.get("admdvs", "360100"), "vali_flag": v,
+         "ver_name": "江西省门慢门特病种目录"} for c, n, mc, mn, v in DEMO_CATALOGUE]
+    return [dict(r) for r in rows]
+
+
+DEMO_MEDICATIONS = [
+    ("XL01XC03", "曲妥珠单抗注射液", "440mg/瓶", 1, 5960.0), ("XA10BJ06", "司美格鲁肽注射液", "1.34mg/ml*1.5ml", 2, 439.0),
+    ("XC09CA01", "氯沙坦钾片", "50mg*7片", 4, 12.6), ("XA10BA02", "盐酸二甲双胍片", "0.5g*20片", 6, 8.4),
+]
+
+
+def _medication(state: State, psn_no: str, data: dict[str, Any], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """5205's rows (fields of schemas/5205.json output) for one person: deterministic per person, one fill
+    a month over the period asked, from the configured or demo drugs."""
+    begin = datetime.strptime(data["begntime"], "%Y-%m-%d %H:%M:%S")
+    end = datetime.strptime(data["endtime"], "%Y-%m-%d %H:%M:%S") if data.get("endtime") else \
+        datetime.fromtimestamp(state.now(), SHANGHAI).replace(tzinfo=None)
+    drugs = config.get("medications") or DEMO_MEDICATIONS
+    pick = drugs[sum(map(ord, psn_no)) % len(drugs)]
+    rows, moment, n = [], begin + timedelta(days=3), 0
+    while moment <= end and n < 24:
+        n += 1
+        code, name, spec, cnt, price = pick
+        rows.append({
+            "feedetl_sn": f"FY{moment:%Y%m%d}{n:06d}", "rx_drord_no": f"CF{moment:%Y%m%d}{n:04d}",
+            "fixmedins_code": config.get("fixmedins_code", ""), "fixmedins_name": "江西中医药大学附属医院",
+            "psn_no": psn_no, "med_type": "14", "fee_ocur_time": f"{moment:%Y-%m-%d} 10:00:00", "cnt": cnt,
+            "pric": price, "chrgitm_lv": "01", "hilist_code": code, "hilist_name": name, "list_type": "101",
+            "med_list_codg": code, "medins_list_codg": code, "medins_list_name": name, "med_chrgitm_type": "09",
+            "prodname": name, "spec": spec, "dosform_name": "", "lmt_used_flag": "0", "hosp_prep_flag": "0",
+            "hosp_appr_flag": "0", "tcmdrug_used_way": "", "prodplac_type": "1", "bas_medn_flag": "0",
+            "hi_nego_drug_flag": "1", "chld_medc_flag": "0", "etip_flag": "0", "etip_hosp_code": "",
+            "dscg_tkdrug_flag": "0", "list_sp_item_flag": "0", "matn_fee_flag": "0",
+        })
+        moment += timedelta(days=30)
+    return rows
+
+
 def _find_person(people: list[dict[str, str]], data: dict[str, Any]) -> dict[str, str] | None:
     kind, number = data.get("mdtrt_cert_type"), data.get("mdtrt_cert_no")
     for person in people:
@@ -351,6 +442,9 @@ DEMO_FIXMEDINS_CODE = "H36010200001"
 
 
 def demo_config(base_url: str) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    from core.config import Config
+
+    his_url = Config.from_env().his_database_url
     access_key = random_source.token_hex(8)
     secret = random_source.token_urlsafe(24)
     client_settings = {
@@ -369,8 +463,16 @@ def demo_config(base_url: str) -> tuple[dict[str, dict[str, str]], dict[str, Any
         "fixmedins_code": DEMO_FIXMEDINS_CODE, "infver": "V1.0", "admdvs": "360100",
         "sign_ttl_seconds": 4 * 3600, "review_delay_seconds": 90, "reject_every": 4,
         "status_field": "chk_stas", "people": demo_people(),
+        # the demo hospital's insured patients are the platform's people too (1101 finds HIS imports)
+        "his_database_url": his_url if his_url and _sqlite_file_exists(his_url) else "",
     }
     return client_settings, sandbox_config
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    import os
+
+    return url.startswith("sqlite:///") and os.path.exists(url.removeprefix("sqlite:///"))
 
 
 DEMO_DRUGS = [("XL01XC03", "曲妥珠单抗注射液"), ("XL01XE13", "阿法替尼片"), ("XL04AC10", "司库奇尤单抗注射液"),
@@ -379,16 +481,22 @@ DEMO_DISEASES = [("M03900", "高血压"), ("M03901", "糖尿病"), ("M07800", "�
                  ("M05500", "冠心病"), ("M01600", "恶性肿瘤门诊治疗")]
 
 
+DEMO_INSTITUTIONS = [(DEMO_FIXMEDINS_CODE, "江西中医药大学附属医院", "360100"),
+                     ("P36010200012", "南昌双通道定点药房（八一大道店）", "360100"),
+                     ("P36010200027", "江西大参林连锁药店（青山湖店）", "360100")]
+
+
 def seed() -> None:
     """Demo catalogues and applications in several states; the submitted ones are queued, so the demo
     worker sends them and the sandbox reviews them over time."""
     from core.db import db
     from plugins.twopath import filings
-    from plugins.twopath.models import Disease, Drug
+    from plugins.twopath.models import Disease, Drug, Institution
 
     if db.session.execute(db.select(Drug).limit(1)).first() is None:
         db.session.add_all(Drug(code=c, name=n) for c, n in DEMO_DRUGS)
         db.session.add_all(Disease(code=c, name=n) for c, n in DEMO_DISEASES)
+        db.session.add_all(Institution(code=c, name=n, poolarea_no=p) for c, n, p in DEMO_INSTITUTIONS)
         db.session.commit()
     from core.models import Task
 
@@ -397,7 +505,11 @@ def seed() -> None:
     if task is not None:
         task.cron = "*/5 * * * *"
         db.session.commit()
-    people = demo_people()
+    from core.config import Config
+
+    his_url = Config.from_env().his_database_url
+    # The demo HIS's own patients when there is one: the review page then shows their visits.
+    people = (his_people(his_url, limit=8) if his_url and _sqlite_file_exists(his_url) else []) or demo_people()
     today = date.today()
     for i, person in enumerate(people):
         kind = "twopath" if i % 2 == 0 else "chronic"

@@ -1,6 +1,10 @@
 """Admin pages of the twopath plugin (blueprint ``bp``, url_prefix ``/twopath``): filings (form,
-1101 lookup, HIS import, doctor's approval, submit, revoke), status sync, catalogues with Excel
-import/export, the log search and statistics.
+1101 lookup, HIS import, the doctor's review and approval, the application sheet, submit, revoke),
+status sync, sign-in/out, catalogues with Excel import/export and the 1309 download, doctor
+permissions, the log search and statistics. The JSON API for a mini-program is ``api.py`` (nested).
+
+Every call to the platform carries the signed-in user's own operator identity (``User.opter`` ...);
+a user without an operator code is told so and nothing is sent.
 
 Registered through the plugin's hooks (plugin.py): ``register_blueprints`` -> ``PAGES`` (``bp`` and its
 navigation entry), ``upload_actions`` -> ``upload_actions`` (links to the filing, revoke).
@@ -18,17 +22,20 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.routing import BuildError
 
+from core import clock
 from core.db import db
 from core.hook_types import AdminPages, NavEntry, UploadAction
 from core.masking import mask_field
 from core.models import Upload
 from core.plugins import registry
 from plugins.twopath import catalogue, client, filings, reports
-from plugins.twopath.models import CHRONIC, KIND_LABELS, TWOPATH, Filing, FilingStatus, SignIn
+from plugins.twopath import sheet as application_sheet
+from plugins.twopath.models import CHRONIC, KIND_LABELS, TWOPATH, Filing, FilingStatus, Institution, SignIn
+from web import audit
 from web.auth import can, current_user, require_role
-from web.models import Role
+from web.models import Role, User
 
-bp = Blueprint("twopath", __name__, url_prefix="/twopath", template_folder="templates")
+bp = Blueprint("twopath", __name__, url_prefix="/twopath", template_folder="templates", static_folder="static")
 
 PAGES = AdminPages(bp, nav=(NavEntry("双通道/慢特病", "twopath.index"),))
 
@@ -41,10 +48,16 @@ def _actor() -> str:
     return user.username if user is not None else "anonymous"
 
 
-def _operator() -> tuple[str, str]:
-    """The envelope's opter / opter_name: the signed-in user."""
-    name = _actor()
-    return name[:30], name[:50]
+def _operator() -> tuple[str, str, str]:
+    """The envelope's opter / opter_name / opter_type: the signed-in user's insurance identity.
+    Raises client.NoOperator (the user is told to ask an admin) when the account has none."""
+    return client.operator_of(current_user())
+
+
+def _his(infno: str, name: str, **params) -> list[dict]:
+    from core.scheduler import hospital_data
+
+    return hospital_data().query(registry().report_type(f"twopath.{infno}"), name, **params)
 
 
 @bp.context_processor
@@ -61,7 +74,9 @@ def _helpers() -> dict:
         except BuildError:
             return None
 
-    return {"shown": shown, "upload_url": upload_url, "S": FilingStatus, "KIND_LABELS": KIND_LABELS, "can_write": can(Role.OPERATOR)}
+    user = current_user()
+    return {"shown": shown, "upload_url": upload_url, "S": FilingStatus, "KIND_LABELS": KIND_LABELS,
+            "can_write": can(Role.OPERATOR), "is_doctor": bool(user is not None and user.is_doctor)}
 
 
 def upload_actions(upload: Upload) -> list[UploadAction]:
@@ -117,12 +132,26 @@ def index():
                            kind=kind, status=status, counts=counts)
 
 
+def institution_choice(code: str | None) -> list[dict] | None:
+    """twopathfixmedins for an institution chosen from the list (5.4); "" is the hospital itself (its
+    settings), None when the form did not ask."""
+    if code is None:
+        return None
+    if not code:
+        settings = client._settings()
+        return [{"fixmedins_code": settings.get("fixmedins_code"), "fixmedins_name": settings.get("fixmedins_name"),
+                 "poolarea_no": settings.get("poolarea_no") or settings.get("mdtrtarea_admvs")}]
+    item = db.session.execute(sa.select(Institution).filter_by(code=code, enabled=True)).scalar_one_or_none()
+    if item is None:
+        raise filings.FilingError("所选定点医药机构不在机构目录中")
+    return [{"fixmedins_code": item.code, "fixmedins_name": item.name, "poolarea_no": item.poolarea_no}]
+
+
 def _form_values() -> dict:
     values = {k: v for k, v in request.form.items() if k != "csrf_token"}
-    if values.get("kind", TWOPATH) == TWOPATH and values.get("fixmedins_code"):
-        values["twopathfixmedins"] = [{"fixmedins_code": values.pop("fixmedins_code"),
-                                       "fixmedins_name": values.pop("fixmedins_name", ""),
-                                       "poolarea_no": values.pop("poolarea_no", "")}]
+    chosen = institution_choice(values.pop("institution_code", None))
+    if chosen is not None and values.get("kind", TWOPATH) == TWOPATH:
+        values["twopathfixmedins"] = chosen
     item = values.get("item_code", "")
     kind_catalogue = "drugs" if values.get("kind", TWOPATH) == TWOPATH else "diseases"
     names = {i.code: i.name for i in catalogue.items(kind_catalogue)}
@@ -145,7 +174,7 @@ def new_filing():
         else:
             flash("申请单已保存为草稿", "ok")
             return redirect(url_for("twopath.detail", filing_id=filing.id))
-    return _form(kind, None, dict(request.form))
+    return _form(kind, None, {k: v for k, v in request.form.items() if k != "csrf_token"})
 
 
 @bp.route("/filings/<int:filing_id>/edit", methods=["GET", "POST"])
@@ -159,15 +188,20 @@ def edit(filing_id: int):
             flash(str(exc), "error")
         else:
             return redirect(url_for("twopath.detail", filing_id=filing.id))
-    values = {**(filing.data or {}), "card_no": filing.card_no, "insuplc_admdvs": filing.insuplc_admdvs,
-              "item_code": filing.item_code, "appy_date": filing.appy_date}
+    values = {"psn_name": filing.psn_name, "certno": filing.certno, **(filing.data or {}), "card_no": filing.card_no,
+              "insuplc_admdvs": filing.insuplc_admdvs, "item_code": filing.item_code, "appy_date": filing.appy_date}
     return _form(filing.kind, filing, values)
 
 
 def _form(kind: str, filing: Filing | None, values: dict):
     kind_catalogue = "drugs" if kind == TWOPATH else "diseases"
-    return render_template("twopath/form.html", kind=kind, filing=filing, values=values,
+    chosen = ((values.get("twopathfixmedins") or [{}])[0] or {}).get("fixmedins_code", "") \
+        if isinstance(values.get("twopathfixmedins"), list) else ""
+    action = url_for("twopath.edit", filing_id=filing.id) if filing else url_for("twopath.new_filing", kind=kind)
+    return render_template("twopath/form.html", kind=kind, filing=filing, values=values, action=action,
                            fields=filings.form_fields(kind), items=catalogue.items(kind_catalogue, True),
+                           institutions=catalogue.items("institutions", True),
+                           chosen_institution=values.get("institution_code") or chosen,
                            cert_types=filings.CERT_TYPES)
 
 
@@ -175,12 +209,12 @@ def _form(kind: str, filing: Filing | None, values: dict):
 @require_role(Role.OPERATOR)
 def lookup():
     """1101 from the form (HTMX): fills the person fields."""
-    opter, opter_name = _operator()
     try:
+        opter, opter_name, opter_type = _operator()
         person = filings.lookup_person(request.form.get("cert_type", "02"), request.form.get("number", ""),
                                        card_sn=request.form.get("card_sn", ""), actor=_actor(), opter=opter,
-                                       opter_name=opter_name)
-    except filings.FilingError as exc:
+                                       opter_name=opter_name, opter_type=opter_type)
+    except (filings.FilingError, client.NoOperator) as exc:
         return render_template("twopath/_person.html", error=str(exc), person=None)
     return render_template("twopath/_person.html", person=person, error=None)
 
@@ -188,27 +222,36 @@ def lookup():
 @bp.post("/import-his")
 @require_role(Role.OPERATOR)
 def import_his():
-    """A patient from the HIS (configurable SQL ``twopath.<infno>:patient``), then 1101 for psn_no."""
+    """从 HIS 导入: the whole form is posted here (its 从 HIS 导入 button), the patient found by ID number
+    (configurable SQL ``twopath.<infno>:patient``) fills the empty fields, 1101 the person number;
+    what was typed stays. The form posts on to 保存草稿 (new_filing), not back here."""
     kind = request.form.get("kind", TWOPATH)
-    certno = request.form.get("certno", "").strip()
+    if kind not in KIND_LABELS:
+        abort(400)
+    typed = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    certno = (request.form.get("his_certno") or request.form.get("certno") or "").strip()
+    if not certno:
+        flash("请输入要从 HIS 导入的身份证号", "error")
+        return _form(kind, None, typed)
     try:
-        from core.scheduler import hospital_data
-
-        rows = hospital_data().query(registry().report_type("twopath.2511" if kind == TWOPATH else "twopath.2503"),
-                                     "patient", certno=certno)
+        rows = _his("2511" if kind == TWOPATH else "2503", "patient", certno=certno)
     except Exception as exc:  # the HIS connection, or the SQL the hospital configured
-        flash(f"从 HIS 读取患者失败：{type(exc).__name__}", "error")
-        return redirect(url_for("twopath.new_filing", kind=kind))
+        flash(f"从 HIS 读取患者失败：{exc}", "error")
+        return _form(kind, None, typed)
     if not rows:
         flash("HIS 中没有该证件号码的患者", "error")
-        return redirect(url_for("twopath.new_filing", kind=kind))
+        return _form(kind, None, typed)
     values = {k: ("" if v is None else str(v)) for k, v in rows[0].items()}
-    opter, opter_name = _operator()
     try:
-        person = filings.lookup_person("02", certno, actor=_actor(), opter=opter, opter_name=opter_name)
+        opter, opter_name, opter_type = _operator()
+        person = filings.lookup_person("02", certno, actor=_actor(), opter=opter, opter_name=opter_name,
+                                       opter_type=opter_type)
         values.update({k: v for k, v in person.items() if v and k != "upload_id"})
-    except filings.FilingError as exc:
+    except (filings.FilingError, client.NoOperator) as exc:
         flash(f"{exc}（已导入 HIS 数据，人员编号需补充）", "warn")
+    else:
+        flash("已从 HIS 导入患者并取得医保人员编号【1101】：核对后保存草稿", "ok")
+    values.update({k: v for k, v in typed.items() if v and k not in ("his_certno",)})
     return _form(kind, None, values)
 
 
@@ -225,34 +268,88 @@ def detail(filing_id: int):
                            identifying=IDENTIFYING)
 
 
+@bp.get("/filings/<int:filing_id>/review")
+def review(filing_id: int):
+    """The doctor's review (5.1, 6.5): the application, the patient's HIS visits and, on request, the
+    medication records the platform holds (5205). Laid out for a phone as well (the mini-program's
+    doctor review until it calls the API)."""
+    filing = _filing(filing_id)
+    visits, visits_error = [], None
+    if filing.certno:
+        try:
+            visits = _his(filing.interfaces[0], "visits", certno=filing.certno)
+        except Exception as exc:  # no HIS, or the hospital's SQL
+            visits_error = f"HIS 就诊记录读取失败：{exc}"
+    return render_template("twopath/review.html", filing=filing, visits=visits, visits_error=visits_error)
+
+
+@bp.post("/filings/<int:filing_id>/medication")
+@require_role(Role.OPERATOR)
+def medication(filing_id: int):
+    """5205 for the filing's person (HTMX fragment on the review page)."""
+    filing = _filing(filing_id)
+    try:
+        opter, opter_name, opter_type = _operator()
+        records, upload_id = filings.medication_records(filing, actor=_actor(), opter=opter, opter_name=opter_name,
+                                                        opter_type=opter_type)
+    except (filings.FilingError, client.NoOperator) as exc:
+        return render_template("twopath/_medication.html", error=str(exc), records=None, upload_id=None)
+    return render_template("twopath/_medication.html", error=None, records=records, upload_id=upload_id)
+
+
 @bp.post("/filings/<int:filing_id>/approve")
 @require_role(Role.OPERATOR)
 def approve(filing_id: int):
-    return _act(filing_id, lambda f: filings.doctor_approve(
-        f, request.form.get("doctor_code", ""), request.form.get("doctor_name", ""), actor=_actor()), "医生审核完成")
+    filing = _filing(filing_id)
+    try:
+        filings.approve_as(filing, current_user())
+    except filings.FilingError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("twopath.review", filing_id=filing_id))
+    flash("医生审核完成，已生成申请表", "ok")
+    return redirect(url_for("twopath.detail", filing_id=filing_id))
+
+
+@bp.get("/filings/<int:filing_id>/sheet")
+@require_role(Role.OPERATOR)
+def sheet(filing_id: int):
+    """The application sheet kept with the filing (full identifiers: the form the patient signs)."""
+    import io
+
+    filing = _filing(filing_id)
+    if not filing.sheet:
+        abort(404)
+    audit.record("twopath.sheet", f"filing-{filing.id}", commit=True)
+    return send_file(io.BytesIO(filing.sheet), as_attachment=True, download_name=application_sheet.file_name(filing),
+                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @bp.post("/filings/<int:filing_id>/submit")
 @require_role(Role.OPERATOR)
 def submit(filing_id: int):
-    opter, opter_name = _operator()
-    return _act(filing_id, lambda f: filings.submit(f, actor=_actor(), opter=opter, opter_name=opter_name),
-                "已提交，正在发送到医保平台")
+    def action(f: Filing) -> None:
+        opter, opter_name, opter_type = _operator()
+        filings.submit(f, actor=_actor(), opter=opter, opter_name=opter_name, opter_type=opter_type)
+
+    return _act(filing_id, action, "已提交，正在发送到医保平台")
 
 
 @bp.post("/filings/<int:filing_id>/revoke")
 @require_role(Role.OPERATOR)
 def revoke(filing_id: int):
-    opter, opter_name = _operator()
-    return _act(filing_id, lambda f: filings.revoke(f, actor=_actor(), reason=request.form.get("reason", ""),
-                                                    opter=opter, opter_name=opter_name), "已提交撤销")
+    def action(f: Filing) -> None:
+        opter, opter_name, opter_type = _operator()
+        filings.revoke(f, actor=_actor(), reason=request.form.get("reason", ""), opter=opter, opter_name=opter_name,
+                       opter_type=opter_type)
+
+    return _act(filing_id, action, "已提交撤销")
 
 
 def _act(filing_id: int, action, done: str):
     filing = _filing(filing_id)
     try:
         action(filing)
-    except filings.FilingError as exc:
+    except (filings.FilingError, client.NoOperator) as exc:
         flash(str(exc), "error")
     else:
         flash(done, "ok")
@@ -262,11 +359,49 @@ def _act(filing_id: int, action, done: str):
 @bp.post("/signin")
 @require_role(Role.OPERATOR)
 def signin():
-    opter, opter_name = _operator()
-    upload = client.sign_in(opter, opter_name, actor=_actor())
+    try:
+        opter, opter_name, opter_type = _operator()
+    except client.NoOperator as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("twopath.index"))
+    upload = client.sign_in(opter, opter_name, actor=_actor(), opter_type=opter_type)
     flash("签到成功" if upload.status == "succeeded" else f"签到失败：{upload.last_message}",
           "ok" if upload.status == "succeeded" else "error")
-    return redirect(request.referrer or url_for("twopath.index"))
+    return redirect(url_for("twopath.index"))
+
+
+@bp.post("/signout")
+@require_role(Role.OPERATOR)
+def signout():
+    try:
+        opter, opter_name, opter_type = _operator()
+    except client.NoOperator as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("twopath.index"))
+    upload = client.sign_out(opter, opter_name, actor=_actor(), opter_type=opter_type)
+    if upload is None:
+        flash("当前没有有效的签到号，无需签退", "ok")
+    else:
+        flash("签退成功【9002】" if upload.status == "succeeded" else f"签退失败：{upload.last_message}",
+              "ok" if upload.status == "succeeded" else "error")
+    return redirect(url_for("twopath.index"))
+
+
+@bp.before_app_request
+def _sign_out_on_logout():
+    """9002 when a user leaves the admin (setting ``sign_out_on_logout``): runs before auth.logout clears
+    the session; a failure never blocks the logout."""
+    if request.endpoint != "auth.logout" or request.method != "POST":
+        return
+    user = current_user()
+    if user is None or not user.opter:
+        return
+    try:
+        if client._settings().get("sign_out_on_logout", "1") != "1":
+            return
+        client.sign_out(*client.operator_of(user)[:2], actor=user.username, opter_type=user.opter_type)
+    except Exception:  # noqa: BLE001 - the platform being down must not keep anyone logged in
+        db.session.rollback()
 
 
 # --- status sync ---------------------------------------------------------------------------------------
@@ -277,8 +412,12 @@ def sync():
     changes = filings.sync_changes([u.id for u in runs])
     signins = db.session.execute(sa.select(SignIn).order_by(SignIn.obtained_at.desc())).scalars().all()
     settings = client._settings()
+    from core.models import Task
+
+    task = db.session.execute(sa.select(Task).filter_by(report_type=client.SYNC)).scalar_one_or_none()
     return render_template("twopath/sync.html", runs=runs, changes=changes, signins=signins,
-                           status_field=settings.get("query_status_field"))
+                           status_field=settings.get("query_status_field"), task=task,
+                           cron=task.cron if task else registry().report_type(client.SYNC).cron)
 
 
 @bp.post("/sync/run")
@@ -297,8 +436,14 @@ def sync_run():
 def catalogue_page(kind: str):
     if kind not in catalogue.CATALOGUES:
         abort(404)
+    return _catalogue_page(kind, None)
+
+
+def _catalogue_page(kind: str, errors, preview=None, upload_id=None):
+    extras = catalogue.EXTRA_COLUMNS.get(kind, [])
     return render_template("twopath/catalogue.html", kind=kind, title=catalogue.TITLES[kind],
-                           items=catalogue.items(kind), headers=catalogue.CATALOGUES[kind][1:3], errors=None)
+                           items=catalogue.items(kind), headers=catalogue.CATALOGUES[kind][1:3], extras=extras,
+                           errors=errors, preview=preview, upload_id=upload_id)
 
 
 @bp.post("/catalogue/<kind>/import")
@@ -313,9 +458,7 @@ def catalogue_import(kind: str):
     applied, errors = catalogue.import_workbook(kind, upload.read())
     if errors:
         flash(f"导入失败：{len(errors)} 处错误，未导入任何数据", "error")
-        return render_template("twopath/catalogue.html", kind=kind, title=catalogue.TITLES[kind],
-                               items=catalogue.items(kind), headers=catalogue.CATALOGUES[kind][1:3],
-                               errors=errors), 422
+        return _catalogue_page(kind, errors), 422
     flash(f"已导入 {applied} 行", "ok")
     return redirect(url_for("twopath.catalogue_page", kind=kind))
 
@@ -329,6 +472,116 @@ def catalogue_export(kind: str):
     return send_file(io.BytesIO(catalogue.export_workbook(kind)), as_attachment=True,
                      download_name=f"{catalogue.TITLES[kind]}-{date.today():%Y%m%d}.xlsx",
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+@bp.post("/catalogue/diseases/download")
+@require_role(Role.OPERATOR)
+def catalogue_download():
+    """1309: download the platform's chronic-disease catalogue and show what applying it would change."""
+    try:
+        opter, opter_name, opter_type = _operator()
+        upload = filings.download_disease_catalogue(request.form.get("ver", "0"), actor=_actor(), opter=opter,
+                                                    opter_name=opter_name, opter_type=opter_type)
+    except client.NoOperator as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("twopath.catalogue_page", kind="diseases"))
+    rows = (upload.result or {}).get("catalogue") or []
+    if upload.status != "succeeded" or not rows:
+        flash(f"目录下载【1309】未取得病种：{upload.last_message or upload.status_label}", "error")
+        return redirect(url_for("twopath.catalogue_page", kind="diseases"))
+    return _catalogue_page("diseases", None, preview=catalogue.diff_diseases(rows), upload_id=upload.id)
+
+
+@bp.post("/catalogue/diseases/apply")
+@require_role(Role.OPERATOR)
+def catalogue_apply():
+    """Apply a 1309 download previewed before (by its upload: what was shown is what is applied)."""
+    upload = db.session.get(Upload, request.form.get("upload_id", type=int) or 0)
+    if upload is None or upload.report_type != "twopath.1309" or upload.status != "succeeded":
+        abort(404)
+    diff = catalogue.apply_diseases((upload.result or {}).get("catalogue") or [])
+    audit.record("twopath.catalogue_1309", f"upload-{upload.id}",
+                 after={"added": len(diff.added), "renamed": len(diff.renamed), "disabled": len(diff.disabled)})
+    db.session.commit()
+    flash(f"已应用【1309】目录：新增 {len(diff.added)}，改名 {len(diff.renamed)}，停用 {len(diff.disabled)}", "ok")
+    return redirect(url_for("twopath.catalogue_page", kind="diseases"))
+
+
+# --- doctor permissions (6.7) ----------------------------------------------------------------------------
+
+@bp.get("/doctors")
+@require_role(Role.ADMIN)
+def doctors():
+    users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
+    return render_template("twopath/doctors.html", users=users, found=None, error=None)
+
+
+@bp.post("/doctors/lookup")
+@require_role(Role.ADMIN)
+def doctor_lookup():
+    """The doctor by HIS 工号 (configurable SQL ``twopath.2511:doctor``), to confirm before granting."""
+    code = request.form.get("doctor_code", "").strip()
+    users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
+    found, error = None, None
+    try:
+        rows = _his("2511", "doctor", doctor_code=code) if code else []
+        found = rows[0] if rows else None
+        error = None if found else "HIS 中没有该工号的医生"
+    except Exception as exc:  # no HIS, or the hospital's SQL
+        error = f"HIS 医生查询失败：{exc}"
+    return render_template("twopath/doctors.html", users=users, found=found, error=error,
+                           chosen_user=request.form.get("user_id", type=int))
+
+
+@bp.post("/doctors/grant")
+@require_role(Role.ADMIN)
+def doctor_grant():
+    """Grant the doctor permission: the name and national code come from the HIS, not from the form."""
+    user = db.session.get(User, request.form.get("user_id", type=int) or 0) or abort(404)
+    code = request.form.get("doctor_code", "").strip()
+    rows = _his("2511", "doctor", doctor_code=code) if code else []
+    if not rows:
+        flash("HIS 中没有该工号的医生，未开通", "error")
+        return redirect(url_for("twopath.doctors"))
+    if not user.at_least(Role.OPERATOR):
+        flash("医生权限需要操作员或管理员角色的账号", "error")
+        return redirect(url_for("twopath.doctors"))
+    doctor = rows[0]
+    before = {"doctor_code": user.doctor_code, "doctor_name": user.doctor_name}
+    user.doctor_code, user.doctor_name = str(doctor["doctor_code"]), str(doctor.get("name") or "")
+    user.doctor_insu_code = str(doctor.get("insu_dr_code") or "")
+    user.doctor_granted_by, user.doctor_granted_at = _actor(), clock.utc_naive(clock.now())
+    audit.record("twopath.doctor_grant", user.username, before=before,
+                 after={"doctor_code": user.doctor_code, "doctor_name": user.doctor_name})
+    db.session.commit()
+    flash(f"已为 {user.username} 开通医生权限：{user.doctor_name}（工号 {user.doctor_code}）", "ok")
+    return redirect(url_for("twopath.doctors"))
+
+
+@bp.post("/doctors/<int:user_id>/revoke")
+@require_role(Role.ADMIN)
+def doctor_revoke(user_id: int):
+    user = db.session.get(User, user_id) or abort(404)
+    audit.record("twopath.doctor_revoke", user.username, before={"doctor_code": user.doctor_code})
+    user.doctor_code = user.doctor_name = user.doctor_insu_code = ""
+    db.session.commit()
+    flash(f"已取消 {user.username} 的医生权限", "ok")
+    return redirect(url_for("twopath.doctors"))
+
+
+@bp.post("/doctors/<int:user_id>/token")
+@require_role(Role.ADMIN)
+def api_token(user_id: int):
+    """A new API token for the mini-program acting as this user (shown once)."""
+    from plugins.twopath import api
+
+    user = db.session.get(User, user_id) or abort(404)
+    token = api.issue_token(user, label=request.form.get("label", "小程序")[:80], created_by=_actor())
+    audit.record("twopath.api_token", user.username)
+    db.session.commit()
+    users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
+    return render_template("twopath/doctors.html", users=users, found=None, error=None, new_token=token,
+                           token_user=user)
 
 
 # --- log search and statistics ---------------------------------------------------------------------------
@@ -381,3 +634,14 @@ def _stats_chart(rows) -> str:
 def interfaces():
     types = [rt for name, rt in sorted(registry().report_types.items()) if name.startswith("twopath.")]
     return render_template("twopath/interfaces.html", types=types)
+
+
+def _register_api() -> None:
+    from plugins.twopath import api
+    from web import auth
+
+    bp.register_blueprint(api.api_bp)
+    auth.TOKEN_AUTH_BLUEPRINTS.add(api.BLUEPRINT_NAME)
+
+
+_register_api()

@@ -1,0 +1,72 @@
+"""twopath operators and doctors: user identity on the insurance platform and the doctor permission,
+the application sheet kept with a filing, the institution list, API tokens for a mini-program
+
+Revision ID: h7_twopath
+Revises: 9072698936cc
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = "h7_twopath"
+down_revision = "9072698936cc"
+branch_labels = None
+depends_on = None
+
+_USER_TEXT = (("display_name", 50, ""), ("opter", 30, ""), ("opter_name", 50, ""), ("opter_type", 3, "1"),
+              ("doctor_code", 30, ""), ("doctor_name", 50, ""), ("doctor_insu_code", 50, ""))
+
+
+def upgrade():
+    with op.batch_alter_table("web_users", schema=None) as batch_op:
+        for name, length, default in _USER_TEXT:
+            batch_op.add_column(sa.Column(name, sa.String(length=length), nullable=False, server_default=default))
+        batch_op.add_column(sa.Column("doctor_granted_by", sa.String(length=80), nullable=True))
+        batch_op.add_column(sa.Column("doctor_granted_at", sa.DateTime(), nullable=True))
+    with op.batch_alter_table("twopath_filings", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("doctor_his_code", sa.String(length=30), nullable=False, server_default=""))
+        batch_op.add_column(sa.Column("sheet", sa.LargeBinary(), nullable=True))
+        batch_op.add_column(sa.Column("sheet_generated_at", sa.DateTime(), nullable=True))
+    op.create_table(
+        "twopath_institutions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("code", sa.String(length=30), nullable=False),
+        sa.Column("name", sa.String(length=300), nullable=False),
+        sa.Column("poolarea_no", sa.String(length=30), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("note", sa.String(length=200), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("code"),
+    )
+    op.create_table(
+        "twopath_api_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("label", sa.String(length=80), nullable=False),
+        sa.Column("created_by", sa.String(length=80), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["web_users.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    with op.batch_alter_table("twopath_api_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_twopath_api_tokens_user_id"), ["user_id"], unique=False)
+
+
+def downgrade():
+    with op.batch_alter_table("twopath_api_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_twopath_api_tokens_user_id"))
+    op.drop_table("twopath_api_tokens")
+    op.drop_table("twopath_institutions")
+    with op.batch_alter_table("twopath_filings", schema=None) as batch_op:
+        for name in ("sheet_generated_at", "sheet", "doctor_his_code"):
+            batch_op.drop_column(name)
+    with op.batch_alter_table("web_users", schema=None) as batch_op:
+        for name in ("doctor_granted_at", "doctor_granted_by"):
+            batch_op.drop_column(name)
+        for name, _length, _default in reversed(_USER_TEXT):
+            batch_op.drop_column(name)
