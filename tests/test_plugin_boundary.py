@@ -255,3 +255,13 @@ def test_init_db_upgrades_a_database_of_the_previous_release_with_its_data(tmp_p
             ("uploads_search_fts", "ix_uploads_search_trgm"))})
         assert compare_metadata(context, db.metadata) == []
     init_db(app)  # running it again changes nothing
+
+
+def test_the_admins_commands_reach_baosong_through_the_hook_like_any_plugins():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "core.cli", "--help"], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    for command in ("init-db", "web", "create-admin", "demo", "weekly-receipts"):
+        assert command in out, command
