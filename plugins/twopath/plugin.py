@@ -174,3 +174,11 @@ def parse_response(upload: UploadContext, response: Response) -> Outcome:
 @hookimpl
 def upload_finished(upload: UploadContext, outcome: Outcome) -> None:
     filings.on_upload_finished(upload, outcome)
+
+
+@hookimpl
+def migrations_location() -> str:
+    """The plugin's own Alembic branch ("twopath"); its first tables came with the core's initial migration."""
+    from pathlib import Path
+
+    return str(Path(__file__).with_name("migrations"))

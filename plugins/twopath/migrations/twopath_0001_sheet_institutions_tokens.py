@@ -1,28 +1,20 @@
-"""twopath operators and doctors: user identity on the insurance platform and the doctor permission,
-the application sheet kept with a filing, the institution list, API tokens for a mini-program
+"""twopath: the application sheet kept with a filing, the institution list, API tokens for a mini-program
+(the plugin's own migration branch; its first tables are in the core's initial migration)
 
-Revision ID: h7_twopath
-Revises: 9072698936cc
+Revision ID: twopath_0001
+Revises:
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "h7_twopath"
-down_revision = "9072698936cc"
-branch_labels = None
-depends_on = None
-
-_USER_TEXT = (("display_name", 50, ""), ("opter", 30, ""), ("opter_name", 50, ""), ("opter_type", 3, "1"),
-              ("doctor_code", 30, ""), ("doctor_name", 50, ""), ("doctor_insu_code", 50, ""))
+revision = "twopath_0001"
+down_revision = None
+branch_labels = ("twopath",)
+depends_on = "h7_users"  # twopath_api_tokens.user_id refers to web_users; twopath_filings is in the core's first
 
 
 def upgrade():
-    with op.batch_alter_table("web_users", schema=None) as batch_op:
-        for name, length, default in _USER_TEXT:
-            batch_op.add_column(sa.Column(name, sa.String(length=length), nullable=False, server_default=default))
-        batch_op.add_column(sa.Column("doctor_granted_by", sa.String(length=80), nullable=True))
-        batch_op.add_column(sa.Column("doctor_granted_at", sa.DateTime(), nullable=True))
     with op.batch_alter_table("twopath_filings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("doctor_his_code", sa.String(length=30), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("sheet", sa.LargeBinary(), nullable=True))
@@ -57,6 +49,8 @@ def upgrade():
         batch_op.create_index(batch_op.f("ix_twopath_api_tokens_user_id"), ["user_id"], unique=False)
 
 
+
+
 def downgrade():
     with op.batch_alter_table("twopath_api_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_twopath_api_tokens_user_id"))
@@ -64,9 +58,4 @@ def downgrade():
     op.drop_table("twopath_institutions")
     with op.batch_alter_table("twopath_filings", schema=None) as batch_op:
         for name in ("sheet_generated_at", "sheet", "doctor_his_code"):
-            batch_op.drop_column(name)
-    with op.batch_alter_table("web_users", schema=None) as batch_op:
-        for name in ("doctor_granted_at", "doctor_granted_by"):
-            batch_op.drop_column(name)
-        for name, _length, _default in reversed(_USER_TEXT):
             batch_op.drop_column(name)
