@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from datetime import datetime
@@ -19,17 +18,34 @@ def _app():
 
 
 def _setup_logging() -> None:
-    from core.secrets import install_log_redaction
+    from core.logs import setup
 
-    logging.basicConfig(level=os.environ.get("BAOSONG_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    setup()
+
+
+# Commands that run before a deployment is configured (making its key) are exempt from the check.
+_UNCHECKED_COMMANDS = frozenset({"new-secret-key"})
 
 
 @click.group()
-def main() -> None:
+@click.option("--production", is_flag=True,
+              help="Production mode (same as BAOSONG_ENV=production): refuse embedded defaults.")
+@click.pass_context
+def main(ctx: click.Context, production: bool) -> None:
     """Baosong（报送）：医院监管数据上报平台。"""
+    from core.config import require_production_ready
+    from core.errors import ConfigurationError
+
+    if production:
+        os.environ["BAOSONG_ENV"] = "production"  # inherited by every child process
     _setup_logging()
+    if ctx.invoked_subcommand in _UNCHECKED_COMMANDS:
+        return
+    try:
+        require_production_ready()
+    except ConfigurationError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(78)  # EX_CONFIG: systemd shows the unit failed, with the message in its journal
 
 
 @main.command("init-db")
@@ -60,11 +76,24 @@ def plugins_command() -> None:
 @main.command("web")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
-def web_command(host: str, port: int) -> None:
-    """Serve the admin."""
-    from web import create_app
+@click.option("--bind", default=None, help="gunicorn bind address (default HOST:PORT), e.g. unix:/run/baosong.sock")
+@click.option("--workers", default=2, type=int, show_default=True, help="gunicorn worker processes")
+@click.option("--threads", default=4, type=int, show_default=True, help="threads per worker")
+@click.option("--timeout", default=60, type=int, show_default=True, help="seconds before a stuck request's worker is restarted")
+@click.option("--access-log", default="-", show_default=True, help="access log file ('-' stdout, '' none)")
+@click.option("--dev-server", is_flag=True, help="Flask's simple server (the demo), not gunicorn")
+def web_command(host: str, port: int, bind: str | None, workers: int, threads: int, timeout: int,
+                access_log: str, dev_server: bool) -> None:
+    """Serve the admin (gunicorn; --dev-server for the demo's simple server)."""
+    if dev_server:
+        from web import create_app
 
-    create_app().run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        create_app().run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        return
+    from web.server import serve
+
+    serve(bind or f"{host}:{port}", workers=workers, threads=threads, timeout=timeout, access_log=access_log,
+          log_level=os.environ.get("BAOSONG_LOG_LEVEL", "INFO").lower())
 
 
 @main.command("worker")
@@ -147,6 +176,53 @@ def sweep_command() -> None:
         click.echo(sweep())
 
 
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="the /readyz JSON")
+def status_command(as_json: bool) -> None:
+    """Readiness of this deployment, as /readyz reports it (exit 1 when not ready)."""
+    import json
+
+    from core.health import readiness
+
+    with _app().app_context():
+        report = readiness()
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=1))
+    else:
+        click.echo(f"报送 {'就绪' if report['ready'] else '未就绪'}")
+        for name, check in report["checks"].items():
+            click.echo(f"  {'✓' if check['ok'] else '✗'} {name:12} {check['detail']}")
+    sys.exit(0 if report["ready"] else 1)
+
+
+@main.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option("--days", type=int, default=None, help="Override the retention setting (days).")
+def prune_command(dry_run: bool, days: int | None) -> None:
+    """Remove attempt bodies (plaintext, wire body, answer) older than the retention period."""
+    from core.retention import prune
+
+    with _app().app_context():
+        result = prune(dry_run=dry_run, days=days)
+    verb = "将清除" if dry_run else "已清除"
+    click.echo(f"{verb} {result['attempts']} 次尝试的报文（保留 {result['days']} 天，{result['before']:%Y-%m-%d %H:%M} 之前）")
+
+
+@main.command("new-secret-key")
+@click.argument("path", type=click.Path(dir_okay=False))
+def new_secret_key_command(path: str) -> None:
+    """Write a new at-rest key to PATH (mode 0600); refuses to overwrite an existing one."""
+    from cryptography.fernet import Fernet
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} 已存在：不会覆盖（覆盖将使已保存的密钥无法解密）") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(Fernet.generate_key())
+    click.echo(f"已生成 {path}（权限 0600）。请与数据库一起备份，并设置 BAOSONG_SECRET_KEY_FILE={path}")
+
+
 @main.command("demo")
 @click.option("--port", default=5000, type=int)
 @click.option("--sandbox-port", default=5001, type=int)
@@ -156,6 +232,15 @@ def demo_command(port: int, sandbox_port: int, workers: int) -> None:
     from core.demo import run
 
     run(port=port, sandbox_port=sandbox_port, workers=workers)
+
+
+def _attach_settings_commands() -> None:
+    from core.settings_cli import settings_group
+
+    main.add_command(settings_group)
+
+
+_attach_settings_commands()
 
 
 def _attach_web_commands() -> None:
