@@ -55,4 +55,13 @@ ACTION_LABELS = {
     "task.cron": "修改计划",
     "task.backfill": "补传",
     "heldback.resolve": "处理暂缓记录",
+    "platform.flags": "修改平台参数",
+    "retention.prune": "清理过期报文",
+    "alert.channel": "保存告警通道",
+    "alert.channel_delete": "删除告警通道",
+    "alert.test": "发送测试消息",
+    "alert.rule": "保存告警规则",
+    "alert.rule_delete": "删除告警规则",
+    "settings.flag": "命令行修改平台参数",
+    "settings.unset": "命令行清除设置",
 }
