@@ -86,12 +86,23 @@ def channel_secrets(channel: AlertChannel) -> dict[str, str]:
     return json.loads(secret_box().open(channel.secret)) if channel.secret else {}
 
 
+def secret_parts(secrets: dict[str, str]) -> list[str]:
+    """Every secret value and, for webhook addresses, each query value (the robot's key or access_token
+    appears alone in error messages such as "Max retries exceeded with url: /send?key=...")."""
+    parts = [v for v in secrets.values() if v]
+    for value in list(parts):
+        if value.startswith(("http://", "https://")):
+            query = urllib.parse.urlsplit(value).query
+            parts += [v for _, v in urllib.parse.parse_qsl(query) if len(v) >= 4]
+    return parts
+
+
 def set_channel_secrets(channel: AlertChannel, values: dict[str, str]) -> None:
     from core.secrets import register_secret_for_logs
     from core.settings import secret_box
 
     kept = {k: v for k, v in values.items() if v}
-    for value in kept.values():
+    for value in secret_parts(kept):
         register_secret_for_logs(value)
     channel.secret = secret_box().seal(json.dumps(kept)) if kept else ""
 
@@ -190,7 +201,7 @@ def send(channel: AlertChannel, title: str, text: str) -> tuple[bool, str]:
         raise ConfigurationError(f"未知的通道类型 {channel.kind}")
     except (ConfigurationError, OSError, smtplib.SMTPException, requests.RequestException, ValueError) as exc:
         detail = str(exc) if isinstance(exc, ConfigurationError) else f"{type(exc).__name__}: {exc}"
-        return False, redact(detail, list(secrets.values())) or ""
+        return False, redact(detail, secret_parts(secrets)) or ""
 
 
 def broadcast(kind: str, title: str, text: str, *, rule: AlertRule | None = None, subject: str = "",

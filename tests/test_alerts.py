@@ -255,6 +255,16 @@ def test_a_wrong_smtp_password_is_reported_without_showing_it(echo, smtp, certif
     assert smtp.messages == []
 
 
+def test_an_unreachable_robot_is_reported_without_its_key(echo):
+    wecom = AlertChannel(name="群", kind="wecom", config={"msgtype": "markdown"})
+    alerts.set_channel_secrets(wecom, {"webhook": f"http://127.0.0.1:{free_port()}/cgi-bin/webhook/send?key={WECOM_KEY}"})
+    db.session.add(wecom)
+    db.session.commit()
+    [delivery] = alerts.send_test(wecom).deliveries
+    assert delivery["ok"] is False and "ConnectionError" in delivery["detail"]
+    assert WECOM_KEY not in delivery["detail"] and "/cgi-bin/webhook/send" in delivery["detail"]
+
+
 def test_platform_rules_backlog_no_worker_no_scheduler(echo, robots, redis_conn):
     wecom = AlertChannel(name="群", kind="wecom", config={"msgtype": "markdown"})
     alerts.set_channel_secrets(wecom, {"webhook": f"{robots.url}/cgi-bin/webhook/send?key=k"})
