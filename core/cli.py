@@ -208,6 +208,21 @@ def prune_command(dry_run: bool, days: int | None) -> None:
     click.echo(f"{verb} {result['attempts']} 次尝试的报文（保留 {result['days']} 天，{result['before']:%Y-%m-%d %H:%M} 之前）")
 
 
+@main.command("alerts")
+def alerts_command() -> None:
+    """Evaluate the alert rules once and send what changed (deploy/baosong-alerts.timer runs this every
+    minute, independently of the scheduler and workers, so their absence is noticed too)."""
+    from core.alerts import evaluate
+
+    with _app().app_context():
+        events = evaluate()
+        for event in events:
+            failed = [d["channel"] for d in event.deliveries if not d["ok"]]
+            click.echo(f"{event.title}" + (f"（发送失败：{'、'.join(failed)}）" if failed else ""))
+    if not events:
+        click.echo("没有需要发送的告警")
+
+
 @main.command("new-secret-key")
 @click.argument("path", type=click.Path(dir_okay=False))
 def new_secret_key_command(path: str) -> None:

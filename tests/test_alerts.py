@@ -326,6 +326,21 @@ def test_the_minutely_sweep_job_evaluates_the_rules(echo, robots, redis_conn):
         "**【报送告警】没有在线工作进程**"]
 
 
+def test_baosong_alerts_evaluates_without_scheduler_or_workers(echo, robots, redis_conn):
+    from click.testing import CliRunner
+
+    from core.cli import main
+
+    wecom = AlertChannel(name="群", kind="wecom", config={"msgtype": "markdown"})
+    alerts.set_channel_secrets(wecom, {"webhook": f"{robots.url}/cgi-bin/webhook/send?key=k"})
+    db.session.add_all([wecom, AlertRule(kind="no_scheduler")])
+    db.session.commit()
+    first = CliRunner().invoke(main, ["alerts"])
+    assert first.exit_code == 0 and "【报送告警】调度进程无主控" in first.output
+    assert "没有需要发送的告警" in CliRunner().invoke(main, ["alerts"]).output
+    assert len(robots.received) == 1
+
+
 # --- the admin pages -----------------------------------------------------------------------------
 
 def test_alert_pages_are_admin_only_audited_and_keep_secrets_write_only(app, robots):
