@@ -81,9 +81,13 @@ ROBOT_MSGTYPES = ("markdown", "text")
 # --- channel secrets (sealed like regulator secrets) ------------------------------------------------
 
 def channel_secrets(channel: AlertChannel) -> dict[str, str]:
+    from core.secrets import register_secret_for_logs
     from core.settings import secret_box
 
-    return json.loads(secret_box().open(channel.secret)) if channel.secret else {}
+    values = json.loads(secret_box().open(channel.secret)) if channel.secret else {}
+    for value in secret_parts(values):  # masked in any log line of this process from now on
+        register_secret_for_logs(value)
+    return values
 
 
 def secret_parts(secrets: dict[str, str]) -> list[str]:

@@ -92,7 +92,7 @@ class LedgerCollector:
         columns = [sa.func.sum(sa.case((seconds <= bound, 1), else_=0)) for bound in LATENCY_BUCKETS]
         rows = db.session.execute(
             sa.select(Upload.report_type, *columns, sa.func.count(), sa.func.sum(seconds))
-            .join(Upload, Upload.id == Attempt.upload_id)
+            .select_from(Attempt).join(Upload, Upload.id == Attempt.upload_id)
             .where(Attempt.duration_ms.is_not(None))
             .group_by(Upload.report_type)).all()
         per_regulator: dict[str, list[float]] = defaultdict(lambda: [0.0] * (len(LATENCY_BUCKETS) + 2))
