@@ -20,17 +20,34 @@ def _app():
 
 
 def _setup_logging() -> None:
-    from core.secrets import install_log_redaction
+    from core.logs import setup
 
-    logging.basicConfig(level=os.environ.get("BAOSONG_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_log_redaction()
+    setup()
+
+
+# Commands that run before a deployment is configured (making its key) are exempt from the check.
+_UNCHECKED_COMMANDS = frozenset({"new-secret-key"})
 
 
 @click.group()
-def main() -> None:
+@click.option("--production", is_flag=True,
+              help="Production mode (same as BAOSONG_ENV=production): refuse embedded defaults.")
+@click.pass_context
+def main(ctx: click.Context, production: bool) -> None:
     """Baosong（报送）：医院监管数据上报平台。"""
+    from core.config import require_production_ready
+    from core.errors import ConfigurationError
+
+    if production:
+        os.environ["BAOSONG_ENV"] = "production"  # inherited by every child process
     _setup_logging()
+    if ctx.invoked_subcommand in _UNCHECKED_COMMANDS:
+        return
+    try:
+        require_production_ready()
+    except ConfigurationError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(78)  # EX_CONFIG: systemd shows the unit failed, with the message in its journal
 
 
 @main.command("init-db")
@@ -155,6 +172,77 @@ def sweep_command() -> None:
 
     with _app().app_context():
         click.echo(sweep())
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="the /readyz JSON")
+def status_command(as_json: bool) -> None:
+    """Readiness of this deployment, as /readyz reports it (exit 1 when not ready)."""
+    import json
+
+    from core.health import readiness
+
+    with _app().app_context():
+        report = readiness()
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=1))
+    else:
+        click.echo(f"报送 {'就绪' if report['ready'] else '未就绪'}")
+        for name, check in report["checks"].items():
+            click.echo(f"  {'✓' if check['ok'] else '✗'} {name:12} {check['detail']}")
+    sys.exit(0 if report["ready"] else 1)
+
+
+@main.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option("--days", type=int, default=None, help="Override the retention setting (days).")
+def prune_command(dry_run: bool, days: int | None) -> None:
+    """Remove attempt bodies (plaintext, wire body, answer) older than the retention period."""
+    from core.retention import prune
+
+    with _app().app_context():
+        result = prune(dry_run=dry_run, days=days)
+    verb = "将清除" if dry_run else "已清除"
+    click.echo(f"{verb} {result['attempts']} 次尝试的报文（保留 {result['days']} 天，{result['before']:%Y-%m-%d %H:%M} 之前）")
+
+
+@main.command("alerts")
+def alerts_command() -> None:
+    """Evaluate the alert rules once and send what changed (deploy/baosong-alerts.timer runs this every
+    minute, independently of the scheduler and workers, so their absence is noticed too)."""
+    from core.alerts import evaluate
+
+    with _app().app_context():
+        events = evaluate()
+        for event in events:
+            failed = [d["channel"] for d in event.deliveries if not d["ok"]]
+            click.echo(f"{event.title}" + (f"（发送失败：{'、'.join(failed)}）" if failed else ""))
+    if not events:
+        click.echo("没有需要发送的告警")
+
+
+@main.command("new-secret-key")
+@click.argument("path", type=click.Path(dir_okay=False))
+def new_secret_key_command(path: str) -> None:
+    """Write a new at-rest key to PATH (mode 0600); refuses to overwrite an existing one."""
+    from cryptography.fernet import Fernet
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{path} 已存在：不会覆盖（覆盖将使已保存的密钥无法解密）") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(Fernet.generate_key())
+    click.echo(f"已生成 {path}（权限 0600）。请与数据库一起备份，并设置 BAOSONG_SECRET_KEY_FILE={path}")
+
+
+def _attach_settings_commands() -> None:
+    from core.settings_cli import settings_group
+
+    main.add_command(settings_group)
+
+
+_attach_settings_commands()
 
 
 def _plugin_commands() -> None:

@@ -116,6 +116,8 @@ class Attempt(db.Model):
     outcome: Mapped[str | None] = mapped_column(sa.String(16))  # success / retry / reject / unknown
     error: Mapped[str | None] = mapped_column(sa.Text)
     traceback: Mapped[str | None] = mapped_column(sa.Text)
+    # Set when core.retention removed plaintext, wire body and answer (metadata and codes are kept).
+    pruned_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
 
     upload: Mapped[Upload] = relationship(back_populates="attempt_list")
 
@@ -221,3 +223,6 @@ class ReportQuery(db.Model):
     name: Mapped[str] = mapped_column(sa.String(80))
     sql: Mapped[str] = mapped_column(sa.Text)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)
+
+
+from core import alert_models as _alert_models  # noqa: E402,F401  (alert tables: core.alerts)

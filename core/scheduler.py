@@ -223,8 +223,10 @@ def schedule_next_firing(task: Task, scheduler=None) -> datetime:
 
 def tick_job() -> dict:
     from core.app import process_app
+    from core.health import record_tick
 
     with process_app().app_context():
+        record_tick()
         return tick()
 
 
@@ -248,6 +250,9 @@ def sweep_job() -> dict:
         from core import aggregates
 
         aggregates.optimize_planner_hourly()
+        from core.operations import periodic  # alerts (core.alerts.evaluate) and the daily prune
+
+        periodic()
         return result
 
 

@@ -4,11 +4,12 @@ change in the admin takes effect without a restart."""
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from core.config import Config
 from core.db import db
 from core.errors import ConfigurationError
-from core.hook_types import Settings
+from core.hook_types import SettingField, Settings
 from core.models import Flag, RegulatorSetting
 from core.plugins import registry
 from core.secrets import SecretBox, load_or_create_key, mask, register_secret_for_logs
@@ -19,7 +20,62 @@ FLAG_DEFAULTS = {
     "retry_max": "3",
     "auto_retry_stopped": "0",
     "send_lease_seconds": "120",
+    "retention_days": "180",  # attempt bodies (patient data) are pruned after this (core.retention)
 }
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    label: str
+    minimum: int
+    maximum: int
+    help: str = ""
+
+
+# What a person may set, and its bounds: the one validation the admin form and `baosong settings` share.
+FLAG_SPECS = {
+    "retry_interval_minutes": FlagSpec("自动重试间隔（分钟）", 1, 1440, "失败后隔多久自动重试"),
+    "retry_max": FlagSpec("自动重试次数", 0, 50, "超过后标记为失败，等待人工处理"),
+    "send_lease_seconds": FlagSpec("发送租约（秒）", 30, 3600,
+                                   "工作进程发送一条上报最多占用的时间；超时视为进程中断，由清扫任务以幂等方式重发"),
+    "retention_days": FlagSpec("报文保留天数", 7, 3650, "超过后清除尝试的明文、发送报文和响应（元数据与代码保留）"),
+    "auto_retry_stopped": FlagSpec("停止全部自动重试（1 停止，0 恢复）", 0, 1),
+}
+
+
+def validate_flag(name: str, value: str) -> str:
+    """The normalised value of a platform flag, or ConfigurationError saying what is allowed."""
+    spec = FLAG_SPECS.get(name)
+    if spec is None:
+        raise ConfigurationError(f"未知的平台参数 {name}（可设置：{'、'.join(FLAG_SPECS)}）")
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigurationError(f"{spec.label}：应为整数，收到「{text[:40]}」") from None
+    if not spec.minimum <= number <= spec.maximum:
+        raise ConfigurationError(f"{spec.label}：应在 {spec.minimum} 到 {spec.maximum} 之间，收到 {number}")
+    return str(number)
+
+
+def setting_problem(field: SettingField, value: str) -> str | None:
+    """Why ``value`` cannot be stored for a regulator setting (None: it can). Shared by the admin form
+    and `baosong settings`."""
+    if field.choices and value not in field.choices and value != "":
+        return f"{field.label}：应为 {'、'.join(field.choices)} 之一"
+    if "\x00" in value:
+        return f"{field.label}：含有不可见的空字符"
+    return None
+
+
+def delete_regulator_setting(regulator: str, key: str) -> bool:
+    """Remove a stored setting (its default applies again). The caller commits (and audits)."""
+    row = db.session.execute(
+        db.select(RegulatorSetting).filter_by(regulator=regulator, key=key)).scalar_one_or_none()
+    if row is None:
+        return False
+    db.session.delete(row)
+    return True
 
 
 @functools.cache
@@ -90,6 +146,8 @@ def flag_int(name: str) -> int:
 def set_flag(name: str, value: str) -> None:
     if name not in FLAG_DEFAULTS:
         raise ConfigurationError(f"未知的开关 {name}")
+    if name in FLAG_SPECS:
+        value = validate_flag(name, value)
     row = db.session.get(Flag, name)
     if row is None:
         db.session.add(Flag(name=name, value=value))

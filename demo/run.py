@@ -121,7 +121,7 @@ def run(port: int = 5000, sandbox_port: int = 5001, workers: int = 1) -> None:
     def spawn(*args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env)  # commands of every plugin
 
-    children = [spawn("sandbox", "--port", str(sandbox_port)), spawn("web", "--port", str(port))]
+    children = [spawn("sandbox", "--port", str(sandbox_port)), spawn("web", "--port", str(port), "--dev-server")]
     children += [spawn("worker") for _ in range(workers)]
     children.append(spawn("scheduler"))
     stopping = False

@@ -66,6 +66,10 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     auth.init_app(app)
     for blueprint in (dashboard_bp, uploads_bp, retries_bp, tasks_bp, stats_bp, users_bp):
         app.register_blueprint(blueprint)
+    from web import alerts, health, platform  # production operations (issue 13)
+
+    for blueprint in (health.bp, platform.bp, alerts.bp):
+        app.register_blueprint(blueprint)
     _register_config_blueprints(app)
     _register_plugin_blueprints(app)
     _error_pages(app)

@@ -70,9 +70,6 @@ ACTION_LABELS = {
     "regulator.test": "测试连接",
     "regulator.sm4_profile": "应用 SM4/SM2 参数",
     "regulator.known_answer": "验证已知答案样例",
-    "platform.flags": "修改平台参数",
-    "alert.channel": "修改告警渠道",
-    "alert.test": "发送测试告警",
     "patient.unmask": "查看完整患者信息",
     "filing.create": "新建备案",
     "filing.update": "修改备案",
@@ -83,6 +80,15 @@ ACTION_LABELS = {
     "catalogue.import": "导入目录",
     "catalogue.export": "导出目录",
     "catalogue.download": "下载目录",
+    "platform.flags": "修改平台参数",
+    "retention.prune": "清理过期报文",
+    "alert.channel": "保存告警通道",
+    "alert.channel_delete": "删除告警通道",
+    "alert.test": "发送测试消息",
+    "alert.rule": "保存告警规则",
+    "alert.rule_delete": "删除告警规则",
+    "settings.flag": "命令行修改平台参数",
+    "settings.unset": "命令行清除设置",
 }
 
 # Families of actions, for an action recorded by a plugin that has no label of its own yet: the admin

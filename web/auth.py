@@ -40,7 +40,8 @@ from web.models import LoginFailure, Role, User
 
 bp = Blueprint("auth", __name__)
 
-PUBLIC_ENDPOINTS = frozenset({"static", "auth.login"})
+PUBLIC_ENDPOINTS = frozenset({"static", "auth.login",
+                              "health.healthz", "health.readyz", "health.metrics"})  # web/health.py
 # POST endpoints a viewer may use (their own session and password).
 VIEWER_POST_ENDPOINTS = frozenset({"auth.login", "auth.logout", "users.own_password"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -48,11 +48,26 @@ def create_admin_command(username: str, reset: bool) -> None:
 @click.command("web")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
-def web_command(host: str, port: int) -> None:
-    """Serve the admin."""
-    from web import create_app
+@click.option("--bind", default=None, help="gunicorn bind address (default HOST:PORT), e.g. unix:/run/baosong.sock")
+@click.option("--workers", default=2, type=int, show_default=True, help="gunicorn worker processes")
+@click.option("--threads", default=4, type=int, show_default=True, help="threads per worker")
+@click.option("--timeout", default=60, type=int, show_default=True, help="seconds before a stuck request's worker is restarted")
+@click.option("--access-log", default="-", show_default=True, help="access log file ('-' stdout, '' none)")
+@click.option("--dev-server", is_flag=True, help="Flask's simple server (the demo), not gunicorn")
+def web_command(host: str, port: int, bind: str | None, workers: int, threads: int, timeout: int,
+                access_log: str, dev_server: bool) -> None:
+    """Serve the admin (gunicorn; --dev-server for the demo's simple server)."""
+    import os
 
-    create_app().run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    if dev_server:
+        from web import create_app
+
+        create_app().run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        return
+    from web.server import serve
+
+    serve(bind or f"{host}:{port}", workers=workers, threads=threads, timeout=timeout, access_log=access_log,
+          log_level=os.environ.get("BAOSONG_LOG_LEVEL", "INFO").lower())
 
 
 @click.command("demo")

@@ -73,8 +73,9 @@ def save_settings(regulator: Regulator, form, *, admin: bool) -> tuple[list[str]
                 continue
         elif value == current.get(f.key, ""):
             continue
-        if f.choices and value not in f.choices and value != "":
-            errors.append(f"{f.label}：应为 {'、'.join(f.choices)} 之一")
+        problem = core_settings.setting_problem(f, value)  # the one validation, shared with the CLI
+        if problem:
+            errors.append(problem)
             continue
         changes[f.key] = value
     if errors:
