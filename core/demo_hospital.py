@@ -1619,6 +1619,17 @@ def now_shanghai() -> datetime:
     return datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
 
 
+# Plugins that add their own tables to the demo hospital (until the seed_demo_hospital hook lands).
+PLUGIN_SEEDS = ("plugins.ihs_supervision.demo_seed",)
+
+
+def _seed_plugins(conn: Any, start: date, end: date) -> None:
+    import importlib
+
+    for module_name in PLUGIN_SEEDS:
+        importlib.import_module(module_name).seed_demo_hospital(conn, start, end)
+
+
 def generate(
     url: str,
     *,
@@ -1657,6 +1668,7 @@ def generate(
                     _insert(conn, table, rows)
             for name, table_name, columns in INDEXES:
                 conn.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({', '.join(columns)})")
+            _seed_plugins(conn, start, end)
     finally:
         engine.dispose()
     return {t.name: len(gen.rows[t.name]) for t in metadata.sorted_tables}
