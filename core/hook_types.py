@@ -84,6 +84,8 @@ class UploadPlan:
     held_back: list[Problem] = field(default_factory=list)  # records kept out of this upload, with reasons
     search_keys: list[str] = field(default_factory=list)  # extra keys the upload log can be searched by
     parent_id: int | None = None  # the upload this one follows up (a re-send with corrections, a withdrawal)
+    # Prerequisites as (report_type, business_key): never sent before they succeeded (CONTRACTS "Ordering").
+    depends_on: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
