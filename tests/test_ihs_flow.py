@@ -79,6 +79,7 @@ def test_batches_hold_at_most_the_configured_rows(app, serve, his):
 @pytest.mark.parametrize("example", ["none", "wrong"])
 def test_with_no_or_a_wrong_example_nothing_is_planned_or_sent_and_the_reason_is_recorded(app, serve, his, example):
     from test_ihs_support import enter_example
+
     from plugins.ihs_supervision import sandbox as ihs_sandbox
 
     sandbox = configure_sandbox(serve, example=False)

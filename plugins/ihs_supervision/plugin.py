@@ -33,7 +33,7 @@ from core.hook_types import (
 )
 from core.hookspecs import hookimpl
 from core.masking import mask_record
-from core.models import Upload, UploadStatus
+from core.models import Attempt, Upload, UploadStatus
 
 from . import catalogue, gate, planning, protocol, recipes, sandbox
 from .models import Entity
@@ -128,6 +128,12 @@ def unmet(requirements: list[str]) -> list[str]:
     return [r for r in dict.fromkeys(requirements) if r not in met]
 
 
+def _label(requirement: str) -> str:
+    step, _, key = requirement.partition(":")
+    known = catalogue.STEP_BY_NAME.get(step)
+    return f"{known.title if known else step} {key}"
+
+
 @hookimpl
 def build_payload(upload: UploadContext) -> Payload:
     interface = catalogue.by_report_type(upload.report_type.name)
@@ -136,7 +142,7 @@ def build_payload(upload: UploadContext) -> Payload:
     needed = [r for row in upload.rows for r in row.get(planning.AFTER_KEY, [])]
     waiting = unmet(needed)
     if waiting:  # the core's ordering holds such uploads; this is the plugin's own guarantee
-        shown = "、".join(waiting[:5]) + (f" 等 {len(waiting)} 项" if len(waiting) > 5 else "")
+        shown = "、".join(_label(r) for r in waiting[:5]) + (f" 等 {len(waiting)} 项" if len(waiting) > 5 else "")
         raise RetryLater(f"等待前置上报：{shown} 尚未被监管平台接收（文档 1.3 接口调用顺序）")
     records = [{k: v for k, v in row.items() if not k.startswith(planning.HIDDEN_PREFIX)} for row in upload.rows]
     if interface.multipart:
@@ -195,6 +201,16 @@ def sign(upload: UploadContext, payload: Payload) -> OutboundRequest:
                            secret_headers=frozenset({"sign"}))
 
 
+def maybe_delivered_before(upload: UploadContext) -> bool:
+    """Did an earlier attempt of this upload leave without a clear answer (ledger knowledge)? Then a
+    "duplicate" answer now is our own earlier batch arriving, not someone else's record."""
+    return db.session.execute(
+        sa.select(Attempt.id).where(Attempt.upload_id == upload.id, Attempt.number < upload.attempt_no,
+                                    Attempt.wire_body.is_not(None),
+                                    Attempt.outcome.in_(("retry", "unknown"))).limit(1)
+    ).first() is not None
+
+
 def _codes(settings, key: str) -> set[str]:
     return {c.strip() for c in settings.get(key).split(",") if c.strip()}
 
@@ -212,7 +228,7 @@ def parse_response(upload: UploadContext, response: Response) -> Outcome:
         return Outcome("retry", message=f"HTTP {response.status}，应答不是约定的 JSON，结果未知")
     if code == protocol.SUCCESS:
         return Outcome("success", code=code, message=message or "成功", result={"rows": len(upload.rows)})
-    if code in _codes(upload.settings, "duplicate_codes") and upload.resend:
+    if code in _codes(upload.settings, "duplicate_codes") and (upload.resend or maybe_delivered_before(upload)):
         return Outcome("success", code=code, message=f"重发的批次已被接收（{message or code}）",
                        result={"rows": len(upload.rows), "duplicate": True})
     if code in _codes(upload.settings, "retry_codes"):
