@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.deptmatch import ALIASES, Matcher, load_ct08, stem  # noqa: E402
+from core.deptmatch import ALIASES, Matcher, stem  # noqa: E402
+from plugins.keydata.spec import dictionary_entries  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "department_names.csv"
 
@@ -34,7 +35,7 @@ def evaluate(matcher: Matcher | None, cases: list[tuple[str, str]]) -> dict:
     """top-1/top-3 accuracy; ``matcher=None`` is the held-out measure (each name without its own alias)."""
     top1 = top3 = 0
     misses: list[tuple[str, str, list[str]]] = []
-    dictionary = load_ct08()
+    dictionary = list(dictionary_entries())
     started = time.perf_counter()
     for name, expected in cases:
         if matcher is None:
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--no-aliases", action="store_true", help="similarity only, without the alias table")
     args = parser.parse_args()
     cases = load_cases()
-    matcher = Matcher(load_ct08(), aliases={} if args.no_aliases else None)
+    matcher = Matcher(list(dictionary_entries()), aliases={} if args.no_aliases else None)
     result = evaluate(matcher, cases)
     print(f"科室名称模糊匹配：{result['n']} 个院内科室名称（{DATA.relative_to(ROOT)}）"
           + ("，不用别名表" if args.no_aliases else ""))

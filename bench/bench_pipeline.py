@@ -38,11 +38,11 @@ from core.app import create_app  # noqa: E402
 from core.bootstrap import init_db  # noqa: E402
 from core.crypto import generate_sm2_keypair  # noqa: E402
 from core.db import db  # noqa: E402
-from core.demo_hospital import generate  # noqa: E402
 from core.hook_types import UploadPlan  # noqa: E402
 from core.plugins import registry  # noqa: E402
 from core.scheduler import hospital_data  # noqa: E402
 from core.settings import save_regulator_setting  # noqa: E402
+from demo.hospital import generate  # noqa: E402
 
 
 class InstantRegulator(requests.adapters.BaseAdapter):

@@ -1,17 +1,43 @@
-"""Preparing a database for use: schema (Alembic migrations), scheduled tasks, demo settings."""
+"""Preparing a database for use: schema (Alembic migrations), scheduled tasks, demo settings.
+
+The schema is the core's migration history (``core/migrations/versions``: the core's tables and the
+tables of the plugins that shipped before plugins had their own migrations) plus every plugin's own
+version location (hook ``migrations_location``, each its own Alembic branch). ``init-db`` upgrades
+all heads, so a plugin installed later gets its tables and an existing database keeps its data.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
 
-from core.app import MIGRATIONS
+from core.app import MIGRATIONS, migrate
 from core.db import db
+
+CORE_VERSIONS = str(Path(MIGRATIONS) / "versions")
+
+
+def version_locations() -> list[str]:
+    """The core's versions folder and each installed plugin's migrations folder."""
+    from core.plugins import registry
+
+    return [CORE_VERSIONS, *(loc for loc in registry().migration_locations() if loc != CORE_VERSIONS)]
+
+
+@migrate.configure
+def _with_plugin_migrations(config):
+    """Every command Flask-Migrate runs (init-db, ``flask db ...``) sees the plugins' migrations too."""
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(version_locations()))
+    return config
 
 
 def init_db(app: Flask) -> None:
-    """Bring the schema to the newest migration (creating it on a new database), then add a Task
-    for each scheduled report type."""
+    """Bring the schema to the newest migration of every branch (creating it on a new database), then
+    add a Task for each scheduled report type."""
     from core.plugins import registry
     from core.scheduler import ensure_tasks
 
@@ -22,6 +48,6 @@ def init_db(app: Flask) -> None:
         tables = set(sa.inspect(db.engine).get_table_names())
         if "uploads" in tables and "alembic_version" not in tables:
             # Made by create_all (tests, a development copy) with the current models: adopt it.
-            stamp(directory=MIGRATIONS)
-        upgrade(directory=MIGRATIONS)
+            stamp(directory=MIGRATIONS, revision="heads")
+        upgrade(directory=MIGRATIONS, revision="heads")
         ensure_tasks()

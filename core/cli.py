@@ -1,4 +1,5 @@
-"""The ``baosong`` command."""
+"""The ``baosong`` command: the core's commands; plugins (and the admin) add theirs through the
+``register_commands`` hook."""
 
 from __future__ import annotations
 
@@ -55,16 +56,6 @@ def plugins_command() -> None:
             when = rt.cron or "事件触发"
             state = "" if rt.available else f"  [不可用: {rt.unavailable_reason}]"
             click.echo(f"  {rt.name:32} {rt.title}  ({when}){state}")
-
-
-@main.command("web")
-@click.option("--host", default="127.0.0.1")
-@click.option("--port", default=5000, type=int)
-def web_command(host: str, port: int) -> None:
-    """Serve the admin."""
-    from web import create_app
-
-    create_app().run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
 
 
 @main.command("worker")
@@ -147,28 +138,19 @@ def sweep_command() -> None:
         click.echo(sweep())
 
 
-@main.command("demo")
-@click.option("--port", default=5000, type=int)
-@click.option("--sandbox-port", default=5001, type=int)
-@click.option("--workers", default=1, type=int)
-def demo_command(port: int, sandbox_port: int, workers: int) -> None:
-    """Run everything on embedded defaults: admin, worker, scheduler, sandboxes, demo hospital."""
-    from core.demo import run
+def _plugin_commands() -> None:
+    """Commands of the installed plugins (hook ``register_commands``): the admin's ``web``,
+    ``create-admin`` and ``demo`` arrive this way too, so a core-only install still has a working
+    ``baosong`` and the core never imports the admin."""
+    from core.plugins import registry
 
-    run(port=port, sandbox_port=sandbox_port, workers=workers)
-
-
-def _attach_web_commands() -> None:
-    # Added by the web helper: the admin's `create-admin` command lives in web/cli.py (imported lazily
-    # so a core-only install still has a working `baosong`).
     try:
-        from web.cli import create_admin_command
-    except ImportError:
-        return
-    main.add_command(create_admin_command)
+        registry().pm.hook.register_commands(cli=main)
+    except Exception as exc:  # a broken plugin must not take the command line down
+        logging.getLogger("baosong.cli").error("plugin commands failed to load: %s", exc)
 
 
-_attach_web_commands()
+_plugin_commands()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Fuzzy suggestions of national department codes (CT08.00.002) for a hospital's own department names.
+"""Fuzzy suggestions of national codes for a hospital's own names, for any code dictionary a plugin
+declares (``CodeDictionary``: [{"code", "name", "parent"}] or {code: name}); tuned on departments
+(CT08.00.002), whose aliases and context rules below apply only to codes the dictionary has.
 
 Hospitals name departments the way their staff talk: 心内科, 普外一病区, 妇科门诊, 急诊科, 中医内科,
 （东院）骨科病房. The dictionary says 心血管内科专业 A03.04, 普通外科专业 A04.01, 妇科专业 A05.01,
@@ -391,12 +393,3 @@ def suggest(local_name: str, dictionary: Mapping[str, str] | Iterable[dict], *, 
             learned: Mapping[str, str] | None = None) -> list[Suggestion]:
     """One-off convenience: ``Matcher(dictionary, learned=learned).suggest(local_name, limit)``."""
     return Matcher(dictionary, learned=learned).suggest(local_name, limit)
-
-
-def load_ct08() -> list[dict]:
-    """CT08.00.002 as shipped by the keydata plugin ([{"code","name","parent"}]), for tools and tests."""
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "plugins" / "keydata" / "ct08_00_002.json"
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -49,6 +49,10 @@ class ReportType:
     timezone: str = "Asia/Shanghai"
     available: bool = True  # False: the documents do not define it; the UI says so and it refuses to send
     unavailable_reason: str = ""
+    # The report type whose upload reverses (冲销/撤回) an accepted upload of this one: the same name when
+    # the plugin sends the reversal itself for ``operation == "delete"``. None: no reversal interface.
+    # ``core.ordering.reverse_and_resend`` uses it (reverse first, then re-send, in that order).
+    reversal: str | None = None
 
 
 @dataclass
@@ -84,7 +88,9 @@ class UploadPlan:
     held_back: list[Problem] = field(default_factory=list)  # records kept out of this upload, with reasons
     search_keys: list[str] = field(default_factory=list)  # extra keys the upload log can be searched by
     parent_id: int | None = None  # the upload this one follows up (a re-send with corrections, a withdrawal)
-    # Prerequisites as (report_type, business_key): never sent before they succeeded (CONTRACTS "Ordering").
+    # Prerequisites as (report_type, business_key): this upload waits (UploadStatus.WAITING) until each
+    # of them succeeded and is never sent before (core.ordering). They may be planned later or earlier,
+    # in this slot's plans (listed before it) or another slot's.
     depends_on: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -184,3 +190,131 @@ class Sandbox:
     make_app: Callable[[dict], Any]
     demo_config: Callable[[str], tuple[dict[str, dict[str, str]], dict]]
     seed: Callable[[], None] | None = None
+
+
+# --- the plugin boundary: admin pages, upload actions, connection probes, code dictionaries ---------------
+
+ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN = "viewer", "operator", "admin"
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """A navigation link to one of a plugin's admin pages (``endpoint`` of its blueprint)."""
+
+    label: str
+    endpoint: str
+    role: str | None = None  # minimum role to see the entry (None: every signed-in user)
+
+
+@dataclass(frozen=True)
+class AdminPages:
+    """A plugin's admin pages: a Flask blueprint and its navigation entries. The blueprint's routes state
+    their roles with ``web.auth.require_role`` like the admin's own; CSRF applies to them unchanged."""
+
+    blueprint: Any  # flask.Blueprint
+    nav: tuple[NavEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class UploadAction:
+    """Something a person may do to one upload from its detail page (re-send, withdraw, revoke...).
+
+    ``handler(upload_id, actor)`` does it inside the admin's request (an application context) and returns
+    the id of the upload it created (the page goes there) or None; it raises ``core.errors.BaosongError``
+    (or ``ValueError``) with a reason in Chinese to refuse, and commits its own work. The admin audits
+    every action and re-asks the hook before running one, so availability is checked again on POST.
+    ``url`` instead of a handler makes the action a link (e.g. to the plugin's own page for the upload).
+    """
+
+    name: str  # unique within the plugin, in the URL: /uploads/<id>/actions/<name>
+    label: str
+    handler: Callable[[int, str], int | None] | None = None
+    confirm: str = ""  # asked before running (data-confirm); empty: no question
+    role: str = ROLE_OPERATOR  # minimum role
+    unavailable: str = ""  # non-empty: shown disabled with this reason (e.g. "尚未被平台接收")
+    url: str | None = None
+    done: str = ""  # flashed after the handler returned
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+    """One check of a connection probe (DNS, TCP, TLS, an authenticated no-op call...)."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What ``test_connection`` found. ``message`` is shown as is (Chinese, no secrets)."""
+
+    ok: bool
+    message: str
+    url: str | None = None
+    status: int | None = None  # the HTTP status the regulator answered with, if any
+    elapsed_ms: int | None = None
+    steps: tuple[ProbeStep, ...] = ()
+    # False: the probe could not reach the point where it learns anything (settings missing, no
+    # documented no-op call); the admin shows it as "未检测" rather than as a failure.
+    conclusive: bool = True
+
+
+@dataclass(frozen=True)
+class LocalCode:
+    """A code the hospital uses locally (a HIS department, a local drug code...)."""
+
+    code: str
+    name: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class MappedCode:
+    """One stored local->national mapping (national_code None: known but not mapped yet)."""
+
+    local_code: str
+    local_name: str
+    national_code: str | None
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LocalMapping:
+    """How a dictionary's local->national mapping is read and kept (in the plugin's own table).
+
+    ``local_codes()`` lists the hospital's codes now (it may raise when the HIS is down: the mapping page
+    still shows the stored mappings); ``mappings()`` returns the stored ones by local code;
+    ``save(local_code, local_name, national_code_or_None, actor)`` stores one (validating the national
+    code; the caller commits). For the coverage meter, optional: ``held()`` counts the held-back records
+    waiting on each local code, ``in_use()`` the local codes in the current data (e.g. today's visits).
+    The labels name the two sides on the page and in the Excel template ("院内科室" -> 院内科室代码).
+    """
+
+    local_codes: Callable[[], list[LocalCode]]
+    mappings: Callable[[], dict[str, MappedCode]]
+    save: Callable[[str, str, str | None, str], Any]
+    held: Callable[[], dict[str, int]] | None = None
+    in_use: Callable[[], set[str]] | None = None
+    local_label: str = "院内"
+    national_label: str = "国家"
+    used_by: str = ""  # what the mapping is for, shown on the page (e.g. "科室就诊日报使用")
+
+
+@dataclass(frozen=True)
+class CodeDictionary:
+    """A code dictionary a plugin offers (department, drug, disease...): ``codes()`` -> {code: meaning} is
+    what payload fields naming it in a schema are validated against; ``entries()`` (optional) gives
+    [{"code", "name", "parent"}] for better suggestions. With ``mapping`` the admin's mapping page
+    (配置管理 › 代码对照) maps local codes to it: suggestions, Excel import/export, coverage."""
+
+    name: str  # e.g. "CT08.00.002"; unique across plugins
+    title: str
+    codes: Callable[[], dict[str, str]]
+    entries: Callable[[], list[dict[str, Any]]] | None = None
+    mapping: LocalMapping | None = None
+
+    @property
+    def needs_mapping(self) -> bool:
+        return self.mapping is not None

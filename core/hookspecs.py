@@ -14,24 +14,35 @@ attempt at one upload::
     build_payload -> (validate against the report type's field schema) -> sign -> post -> parse_response
 
 and records everything in the upload ledger; plugins never write the ledger themselves.
+
+Everything else a plugin contributes also goes through hooks here, the same way for the built-in
+plugins and for a package installed from outside: admin pages and menu entries
+(``register_blueprints``), its own tables' migrations (``migrations_location``), actions on an upload
+(``upload_actions``), a connection probe (``test_connection``), code dictionaries and their local
+mappings (``register_dictionaries``), demo data (``seed_demo_hospital``) and commands
+(``register_commands``). Ordering between uploads is data, not a hook: ``UploadPlan.depends_on``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pluggy
 
 from core.hook_types import (
+    AdminPages,
+    CodeDictionary,
     OutboundRequest,
     Outcome,
     Payload,
+    ProbeResult,
     Regulator,
     ReportType,
     Response,
     Sandbox,
     Settings,
+    UploadAction,
     UploadContext,
     UploadPlan,
 )
@@ -129,3 +140,143 @@ def parse_response(upload: UploadContext, response: Response) -> Outcome:
 def upload_finished(upload: UploadContext, outcome: Outcome) -> None:
     """Called after the ledger recorded a final outcome (success or rejection), in the same process.
     Plugins keep their own domain records in step here (e.g. an application number on a filing)."""
+
+
+# --- the plugin boundary ---------------------------------------------------------------------------------
+
+
+@hookspec
+def register_blueprints() -> list[AdminPages]:
+    """Add admin pages: a Flask blueprint and its navigation entries. The admin (``web.create_app``)
+    registers what every plugin returns here and nothing else; a plugin's templates folder is its
+    blueprint's ``template_folder``, its pages extend ``layout.html``.
+
+    Example::
+
+        from flask import Blueprint, render_template
+        from web.auth import require_role
+
+        bp = Blueprint("weekly", __name__, url_prefix="/weekly", template_folder="templates")
+
+        @bp.get("/")
+        @require_role("viewer")
+        def index():
+            return render_template("weekly/index.html")
+
+        @hookimpl
+        def register_blueprints():
+            return [AdminPages(bp, nav=(NavEntry("门诊周报", "weekly.index"),))]
+
+    Import the views module inside the hook so that a worker (no admin) never imports Flask views.
+    """
+
+
+@hookspec
+def migrations_location() -> str | None:
+    """The folder of this plugin's own Alembic migrations, for its own tables.
+
+    ``baosong init-db`` upgrades every location's heads together with the core's, so the plugin's tables
+    are created on a new database and upgraded on an existing one, independently of the core. Give the
+    first migration ``down_revision = None`` and ``branch_labels = ("<plugin>",)`` (its own branch);
+    add ``depends_on = "9072698936cc"`` when a table refers to core tables (e.g. ``uploads.id``). Model
+    the tables on ``core.db.db`` so ``tests/test_migrations.py`` checks the migrations against them.
+
+    The built-in plugins' tables that existed before this hook (keydata's, twopath's) stay in the core's
+    initial migration, so a database created by an earlier release upgrades intact.
+
+    Example::
+
+        @hookimpl
+        def migrations_location():
+            return str(Path(__file__).with_name("migrations"))
+    """
+
+
+@hookspec
+def upload_actions(upload: Any) -> list[UploadAction]:
+    """Actions a person may take on one upload, shown on its detail page (数据查询 › 详情).
+
+    ``upload`` is the ``core.models.Upload`` row. Only the plugin owning ``upload.report_type`` is asked.
+    Return the actions that make sense for this upload; one that does not apply *yet* is returned
+    with ``unavailable`` set to say why (it is shown disabled). The admin checks ``role``, asks for
+    ``confirm``, audits, and calls ``handler(upload_id, actor)`` in the request.
+
+    Example::
+
+        @hookimpl
+        def upload_actions(upload):
+            if upload.status != "succeeded":
+                return [UploadAction("withdraw", "撤回", unavailable="尚未被平台接收")]
+            return [UploadAction("withdraw", "撤回", handler=withdraw, confirm="确定撤回？",
+                                 done="已提交撤回")]
+    """
+
+
+@hookspec(firstresult=True)
+def test_connection(regulator: Regulator, settings: Settings) -> ProbeResult | None:
+    """测试连接: check that the regulator is reachable with these settings, without sending data.
+
+    Only the plugin that declared ``regulator`` is asked. Return a ``ProbeResult``: ``ok``, a Chinese
+    ``message`` (never a secret), and what was learnt (URL, HTTP status, time, ``steps``). When the
+    documents give no no-op call, say so with ``conclusive=False`` instead of pretending. Exceptions are
+    shown as a failed probe.
+
+    Example::
+
+        @hookimpl
+        def test_connection(regulator, settings):
+            url = settings.get("url")
+            if not url:
+                return ProbeResult(False, "未配置接口地址", conclusive=False)
+            answer = requests.head(url, timeout=5)
+            return ProbeResult(answer.status_code < 500, f"HTTP {answer.status_code}", url=url,
+                               status=answer.status_code)
+    """
+
+
+@hookspec
+def register_dictionaries() -> list[CodeDictionary]:
+    """Declare the code dictionaries this plugin offers: payload fields whose schema names a dictionary
+    (``ReportType.dictionaries``) are validated against ``codes()``. A dictionary with a ``mapping``
+    needs the hospital's local codes mapped to it; the admin's mapping page serves it (suggestions,
+    Excel import/export, coverage), reading and saving through the plugin's ``LocalMapping``.
+
+    Example::
+
+        @hookimpl
+        def register_dictionaries():
+            return [CodeDictionary("CT08.00.002", "科室代码", codes=national_departments,
+                                   mapping=LocalMapping(local_codes=his_departments,
+                                                        mappings=stored_mappings, save=set_mapping))]
+    """
+
+
+@hookspec
+def seed_demo_hospital(connection: Any, start: date, end: date) -> dict[str, int] | None:
+    """Add this plugin's tables and rows to the demo hospital database (``baosong demo``), after the
+    shared ones (patients, departments, visits...) are in. ``connection`` is an SQLAlchemy connection in
+    a transaction on the demo HIS database; ``start``/``end`` bound the generated dates. Return
+    {table: rows added}. Rows must be reproducible (seed ``random.Random`` with a constant).
+
+    Example::
+
+        @hookimpl
+        def seed_demo_hospital(connection, start, end):
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS weekly_extra (day TEXT, n INTEGER)")
+            connection.exec_driver_sql("INSERT INTO weekly_extra VALUES (?, ?)", (start.isoformat(), 1))
+            return {"weekly_extra": 1}
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add ``baosong`` sub-commands to the ``click`` group ``cli`` (as datasette's hook of that name).
+
+    Example::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command("weekly-stats")
+            def weekly_stats():
+                click.echo("...")
+    """

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from core import clock
+from core import clock, ordering
 from core.db import db
 from core.hook_types import ReportType, UploadPlan
 from core.models import HeldBack, Upload, UploadStatus, Watermark
 
-# States from which an attempt may be started (SENDING only through crash recovery).
+# States from which an attempt may be started (SENDING only through crash recovery). Never WAITING:
+# an upload waiting for its prerequisites (core.ordering) cannot be claimed, so it is never sent early.
 RUNNABLE = (UploadStatus.PENDING, UploadStatus.RETRY_WAIT, UploadStatus.FAILED, UploadStatus.REJECTED)
 
 
@@ -33,9 +34,11 @@ def search_text(plan_keys: Iterable[str]) -> str:
     return " ".join(k for k in plan_keys if k)[:1000]
 
 
-def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str | None = None) -> list[int]:
-    """Write planned uploads (skipping business keys already in the ledger), their held-back records
-    and watermarks in one transaction; return the ids of the new uploads."""
+def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str | None = None,
+                 commit: bool = True) -> list[int]:
+    """Write planned uploads (skipping business keys already in the ledger), their held-back records,
+    prerequisites and watermarks in one transaction; return the ids of the new uploads (those with an
+    unfinished prerequisite are WAITING)."""
     new_ids: list[Upload] = []
     for plan in plans:
         exists = db.session.execute(
@@ -68,6 +71,9 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
             )
             db.session.add(upload)
             new_ids.append(upload)
+            if plan.depends_on:
+                db.session.flush()
+                ordering.record_dependencies(upload, plan.depends_on)
         if plan.watermark:
             name, value = plan.watermark
             mark = db.session.get(Watermark, name)
@@ -75,7 +81,10 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
                 db.session.add(Watermark(name=name, value=value))
             elif value > mark.value:
                 mark.value = value
-    db.session.commit()
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
     return [u.id for u in new_ids]
 
 
@@ -133,6 +142,7 @@ def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_i
     else:
         upload.status = UploadStatus.FAILED
         upload.finished_at = now
+    ordering.on_finished(upload)
 
 
 def mark_for_manual_retry(upload: Upload) -> None:
@@ -149,6 +159,7 @@ def cancel(upload: Upload) -> None:
     upload.status = UploadStatus.CANCELLED
     upload.next_retry_at = None
     upload.finished_at = _now()
+    ordering.on_finished(upload)
 
 
 def stale_sending(now: datetime) -> list[Upload]:

@@ -26,8 +26,9 @@ class UploadStatus:
     FAILED = "failed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # a prerequisite (core.ordering) has not succeeded yet: never claimed
 
-    ALL = (PENDING, SENDING, SUCCEEDED, RETRY_WAIT, FAILED, REJECTED, CANCELLED)
+    ALL = (PENDING, SENDING, SUCCEEDED, RETRY_WAIT, FAILED, REJECTED, CANCELLED, WAITING)
     FINAL = (SUCCEEDED, FAILED, REJECTED, CANCELLED)
     LABELS = {
         PENDING: "待发送",
@@ -37,6 +38,7 @@ class UploadStatus:
         FAILED: "失败",
         REJECTED: "被拒绝",
         CANCELLED: "已取消",
+        WAITING: "等待前置上报",
     }
 
 

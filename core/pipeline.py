@@ -16,7 +16,7 @@ import time
 import traceback
 from datetime import timedelta
 
-from core import clock, ledger, settings
+from core import clock, ledger, ordering, settings
 from core.db import db
 from core.errors import AlreadyDelivered, BaosongError, RetryLater
 from core.hook_types import Outcome, Payload, Response, UploadContext
@@ -133,6 +133,7 @@ def attempt(upload_id: int, expected_attempts: int) -> str:
         result=outcome.result, search_keys=outcome.search_keys,
     )
     db.session.commit()
+    ordering.enqueue_released()
     log.info("upload %s %s attempt %s -> %s %s", upload.id, upload.report_type, record.number,
              upload.status, outcome.code or "")
     if upload.status in (UploadStatus.SUCCEEDED, UploadStatus.REJECTED):
@@ -158,7 +159,9 @@ def register_dictionary(name: str, provider) -> None:
 
 
 def dictionary_codes(name: str) -> dict[str, str]:
-    provider = _dictionary_providers.get(name)
+    """The codes of a dictionary a plugin declared (hook ``register_dictionaries``)."""
+    declared = registry().dictionaries.get(name)
+    provider = declared.codes if declared is not None else _dictionary_providers.get(name)
     if provider is None:
         raise BaosongError(f"代码字典 {name} 未注册")
     return provider()
@@ -194,6 +197,8 @@ def sweep(now=None) -> dict[str, int]:
         upload.next_retry_at = now_utc
         counts["recovered"] += 1
     db.session.commit()
+    ordering.release_ready()
+    ordering.enqueue_released()
     if settings.flag("auto_retry_stopped") != "1":
         for upload in ledger.due_retries(now_utc):
             queue.enqueue_upload(upload.id, upload.attempts)

@@ -12,7 +12,15 @@ import pluggy
 
 from core import hookspecs
 from core.errors import UnknownReportType
-from core.hook_types import Regulator, ReportType, Sandbox
+from core.hook_types import (
+    AdminPages,
+    CodeDictionary,
+    ProbeResult,
+    Regulator,
+    ReportType,
+    Sandbox,
+    UploadAction,
+)
 
 ENTRY_POINT_GROUP = "baosong.plugins"
 LOAD_ERRORS: dict[str, str] = {}  # entry-point name -> why it failed to load (shown by `baosong plugins`)
@@ -28,12 +36,15 @@ class Registry:
         self.report_types: dict[str, ReportType] = {}
         self.regulators: dict[str, Regulator] = {}
         self.sandboxes: dict[str, Sandbox] = {}
+        self.dictionaries: dict[str, CodeDictionary] = {}
         self._owner: dict[str, object] = {}
+        self._regulator_owner: dict[str, object] = {}
         self._callers: dict[tuple[str, str], Any] = {}
         for plugin in pm.get_plugins():
             impl = getattr(plugin, "register_regulators", None)
             for regulator in (impl() if impl else None) or []:
                 self.regulators[regulator.name] = regulator
+                self._regulator_owner[regulator.name] = plugin
             impl = getattr(plugin, "register_sandboxes", None)
             for sandbox in (impl() if impl else None) or []:
                 self.sandboxes[sandbox.name] = sandbox
@@ -43,6 +54,11 @@ class Registry:
                     raise ValueError(f"report type {report_type.name} is declared by two plugins")
                 self.report_types[report_type.name] = report_type
                 self._owner[report_type.name] = plugin
+            impl = getattr(plugin, "register_dictionaries", None)
+            for dictionary in (impl() if impl else None) or []:
+                if dictionary.name in self.dictionaries:
+                    raise ValueError(f"code dictionary {dictionary.name} is declared by two plugins")
+                self.dictionaries[dictionary.name] = dictionary
 
     def report_type(self, name: str) -> ReportType:
         try:
@@ -62,6 +78,50 @@ class Registry:
             others = [p for p in self.pm.get_plugins() if p is not owner and not _is_core_default(self.pm, p)]
             self._callers[key] = self.pm.subset_hook_caller(name, remove_plugins=others)
         return self._callers[key]
+
+    def _only(self, plugin: object, name: str):
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        return self.pm.subset_hook_caller(name, remove_plugins=others)
+
+    def upload_actions(self, upload: Any) -> list[UploadAction]:
+        """The actions the plugin owning ``upload.report_type`` offers for this upload."""
+        owner = self._owner.get(upload.report_type)
+        if owner is None:
+            return []
+        return [action for found in self._only(owner, "upload_actions")(upload=upload) for action in found or []]
+
+    def has_probe(self, regulator: str) -> bool:
+        owner = self._regulator_owner.get(regulator)
+        return owner is not None and bool(self._only(owner, "test_connection").get_hookimpls())
+
+    def test_connection(self, regulator: str, settings: Any) -> ProbeResult | None:
+        """Ask the plugin that declared ``regulator`` to probe it (None: it has no probe)."""
+        owner = self._regulator_owner.get(regulator)
+        if owner is None:
+            return None
+        return self._only(owner, "test_connection")(regulator=self.regulators[regulator], settings=settings)
+
+    def admin_pages(self) -> list[tuple[str, AdminPages]]:
+        """(plugin name, pages) from every plugin's ``register_blueprints``."""
+        found = []
+        for plugin in self.pm.get_plugins():
+            impl = getattr(plugin, "register_blueprints", None)
+            for pages in (impl() if impl else None) or []:
+                found.append((self.pm.get_name(plugin) or "?", pages))
+        return found
+
+    def migration_locations(self) -> list[str]:
+        return [str(location) for location in self.pm.hook.migrations_location() if location]
+
+    def seed_demo_hospital(self, connection: Any, start: Any, end: Any) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for added in self.pm.hook.seed_demo_hospital(connection=connection, start=start, end=end):
+            counts.update(added or {})
+        return counts
+
+    def mapped_dictionaries(self) -> list[CodeDictionary]:
+        """Dictionaries whose local codes the hospital maps (the admin's mapping page serves each)."""
+        return [d for _, d in sorted(self.dictionaries.items()) if d.needs_mapping]
 
     def listing(self) -> list[tuple[str, list[ReportType]]]:
         by_plugin: dict[str, list[ReportType]] = {}

@@ -196,7 +196,7 @@ def his_url(tmp_path_factory):
     """A small demo hospital database (2025-02-01 .. 2025-02-18), generated once per session."""
     from datetime import date
 
-    from core.demo_hospital import generate
+    from demo.hospital import generate
 
     path = tmp_path_factory.mktemp("his") / "hospital.db"
     url = f"sqlite:///{path}"

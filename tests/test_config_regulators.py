@@ -8,7 +8,7 @@ import re
 from flask import Flask
 from test_web_support import login
 
-from core.hook_types import Regulator, SettingField
+from core.hook_types import ProbeResult, ProbeStep, Regulator, SettingField
 from core.hookspecs import hookimpl
 from core.models import AuditLog
 
@@ -24,7 +24,7 @@ def _audit(action: str) -> list[AuditLog]:
 def test_configuration_pages_are_in_the_navigation(app):
     client = login(app, "viewer")
     page = client.get("/config/").get_data(as_text=True)
-    assert 'href="/config/"' in page and "科室字典映射" in page and "字段映射配置" in page
+    assert 'href="/config/"' in page and "代码对照" in page and "字段映射配置" in page
     assert client.get("/config/regulators/").status_code == 200
 
 
@@ -90,8 +90,10 @@ class ProbePlugin:
         return [Regulator("probe", "探测平台", settings=(SettingField("url", "地址"),
                                                          SettingField("token", "令牌", secret=True)))]
 
-    def test_connection(self, settings):
-        return True, f"平台应答正常，令牌 {settings.get('token')} 有效"
+    @hookimpl
+    def test_connection(self, regulator, settings):
+        return ProbeResult(True, f"平台应答正常，令牌 {settings.get('token')} 有效", url=settings.get("url"),
+                           status=200, steps=(ProbeStep("鉴权", True, f"令牌 {settings.get('token')}"),))
 
 
 def test_plugin_connection_test_is_used_and_never_echoes_secrets(app, registry_with):
@@ -103,6 +105,7 @@ def test_plugin_connection_test_is_used_and_never_echoes_secrets(app, registry_w
     db.session.commit()
     html = login(app, "operator").post("/config/regulators/probe/test").get_data(as_text=True)
     assert "连接正常" in html and "平台应答正常" in html and "tok-SECRET-1" not in html
+    assert "鉴权" in html and "通过" in html and "HTTP 200" in html
 
 
 def test_known_answer_finds_the_sm4_profile_and_admin_applies_it(app):

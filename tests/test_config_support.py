@@ -57,7 +57,7 @@ def his_url(tmp_path_factory):
     """A demo hospital database covering yesterday and today (generated once per session)."""
     pytest.importorskip("core.hisdb", reason="core.hisdb (HospitalData) not available yet")
     from core import clock
-    from core.demo_hospital import generate
+    from demo.hospital import generate
 
     path = tmp_path_factory.mktemp("his") / "demo_hospital.db"
     today = clock.local_now().date()

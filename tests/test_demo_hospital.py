@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core import demo_hospital
-from core.demo_hospital import generate, id_check_digit, metadata, valid_id_number
+from demo import hospital as demo_hospital
+from demo.hospital import generate, id_check_digit, metadata, valid_id_number
 
 START, END = date(2025, 3, 3), date(2025, 3, 9)  # Monday .. Sunday
 

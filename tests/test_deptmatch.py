@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.deptmatch import Matcher, load_ct08, normalize, stem
+from core.deptmatch import Matcher, normalize, stem
+from plugins.keydata.spec import dictionary_entries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from bench_deptmatch import evaluate, load_cases  # noqa: E402
@@ -15,7 +16,7 @@ from bench_deptmatch import evaluate, load_cases  # noqa: E402
 
 @pytest.fixture(scope="module")
 def matcher() -> Matcher:
-    return Matcher(load_ct08())
+    return Matcher(list(dictionary_entries()))
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -52,7 +53,7 @@ def test_public_health_codes_demoted_but_not_hidden(matcher):
 
 
 def test_learned_mapping_counts_as_alias():
-    learned = Matcher(load_ct08(), learned={"便民服务": "A02"})
+    learned = Matcher(list(dictionary_entries()), learned={"便民服务": "A02"})
     top = learned.suggest("便民服务门诊", 1)[0]
     assert top.code == "A02" and "已对照" in top.reason
 
@@ -81,5 +82,5 @@ def test_quality_on_the_evaluation_set(matcher):
 
 
 def test_expected_codes_exist_in_ct08():
-    codes = {e["code"] for e in load_ct08()}
+    codes = {e["code"] for e in list(dictionary_entries())}
     assert all(expected in codes for _name, expected in load_cases())

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import event
 
 from core import hisdb
-from core.demo_hospital import generate
 from core.hisdb import HisQueryError, HospitalData, check_read_only_sql
+from demo.hospital import generate
 
 
 @dataclass

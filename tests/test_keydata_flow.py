@@ -42,7 +42,7 @@ def keydata_registry():
 @pytest.fixture(scope="module")
 def his_url(tmp_path_factory):
     """The demo hospital, 2025-01-30 .. 2025-02-02 (a month end inside), read-only for every test."""
-    from core.demo_hospital import generate
+    from demo.hospital import generate
 
     path = tmp_path_factory.mktemp("his") / "his.db"
     generate(f"sqlite:///{path}", start=date(2025, 1, 30), end=date(2025, 2, 2))

@@ -209,10 +209,10 @@ def test_mapped_source_applies_the_active_version_once_per_run(app, tmp_path):
     from datetime import date
 
     from core.db import db
-    from core.demo_hospital import generate
     from core.hisdb import HospitalData
     from core.hook_types import ReportType
     from core.mapping import MappedHospitalData
+    from demo.hospital import generate
 
     url = f"sqlite:///{tmp_path / 'his.db'}"
     generate(url, start=date(2025, 2, 17), end=date(2025, 2, 17))

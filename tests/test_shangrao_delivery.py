@@ -24,9 +24,9 @@ from test_shangrao_support import configure_sandbox, faults, records
 
 from core import clock, pipeline, settings
 from core.db import db
-from core.demo_hospital import generate
 from core.models import HeldBack, Upload, UploadStatus
 from core.scheduler import run_slot
+from demo.hospital import generate
 from plugins.shangrao_insurance import common, extraction, queries
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -15,11 +15,11 @@ from test_shangrao_support import configure_sandbox, faults, records, upload
 
 from core import ledger, pipeline
 from core.db import db
-from core.demo_hospital import generate
 from core.models import HeldBack, Upload, UploadStatus
 from core.plugins import registry
 from core.scheduler import run_slot
 from core.settings import regulator_settings, save_regulator_setting
+from demo.hospital import generate
 from plugins.shangrao_insurance import common, extraction, queries
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -549,14 +549,15 @@ def test_create_admin_command(app):
     assert reset.exit_code == 0
 
 
-def test_plugin_blueprints_are_registered_when_present(app):
-    import importlib.util
+def test_plugin_blueprints_and_menu_entries_come_from_the_hook(app):
+    from core.plugins import registry
 
-    if importlib.util.find_spec("plugins.twopath.views") is None:
-        pytest.skip("plugins/twopath/views.py not written yet")
-    module = importlib.import_module("plugins.twopath.views")
-    assert module.bp.name in app.blueprints
-    assert "twopath" in app.extensions["baosong_plugin_views"]
+    contributed = registry().admin_pages()
+    assert contributed, "a built-in plugin registers admin pages through register_blueprints"
+    for _plugin, pages in contributed:
+        assert pages.blueprint.name in app.blueprints
+        for entry in pages.nav:
+            assert (entry.label, entry.endpoint, entry.role) in app.extensions["baosong_plugin_nav"]
 
 
 importlib = __import__("importlib")

@@ -1,10 +1,10 @@
 """The admin (Flask + HTMX, Simplified Chinese, every asset served by Baosong itself).
 
 Blueprints: auth (login, CSRF, roles), dashboard, uploads (数据查询), retries, tasks, stats, users/audit;
-configuration pages from ``web/config_*.py`` modules and plugins' own admin pages from
-``plugins/<name>/views.py`` are registered when present (each exposing ``bp``; a plugin's views module
-may also define ``NAV = (label, endpoint)`` for the navigation and ``upload_actions(upload)`` returning
-[(label, url)] links shown on an upload's detail page).
+configuration pages from ``web/config_*.py`` modules. Plugins' own admin pages and their navigation
+entries come only from the ``register_blueprints`` hook (``core.hook_types.AdminPages``), the same way for
+the built-in plugins and for a package installed from outside; actions on an upload come from the
+``upload_actions`` hook (web/uploads.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib
-import importlib.util
 import logging
 import pkgutil
 from pathlib import Path
@@ -110,27 +109,28 @@ def _register_config_blueprints(app: Flask) -> None:
 
 
 def _register_plugin_blueprints(app: Flask) -> None:
-    """``plugins/<name>/views.py`` modules exposing ``bp`` (a plugin's own admin pages)."""
-    views: dict[str, object] = {}
-    nav: list[tuple[str, str]] = []
+    """Every plugin's admin pages (hook ``register_blueprints``); one broken plugin loses only its pages."""
+    from core.plugins import registry
+
+    nav: list[tuple[str, str, str | None]] = []
     try:
-        import plugins
-    except ImportError:
-        return
-    for module_info in pkgutil.iter_modules(plugins.__path__):
-        if not module_info.ispkg:
-            continue
-        name = module_info.name
-        if importlib.util.find_spec(f"plugins.{name}.views") is None:
-            continue
-        module = _register_module_blueprint(app, f"plugins.{name}.views")
-        if module is None:
-            continue
-        views[name] = module
-        entry = getattr(module, "NAV", None)
-        if entry and entry[1] in app.view_functions:
-            nav.append((entry[0], entry[1]))
-    app.extensions["baosong_plugin_views"] = views
+        contributed = registry().admin_pages()
+    except Exception:
+        log.exception("a plugin's register_blueprints failed; plugin pages are not available")
+        contributed = []
+    for plugin, pages in contributed:
+        blueprint = pages.blueprint
+        if blueprint.name not in app.blueprints:
+            try:
+                app.register_blueprint(blueprint)
+            except Exception:
+                log.exception("could not register the blueprint of plugin %s", plugin)
+                continue
+        for entry in pages.nav:
+            if entry.endpoint in app.view_functions:
+                nav.append((entry.label, entry.endpoint, entry.role))
+            else:
+                log.error("plugin %s: navigation entry %s names no endpoint", plugin, entry.endpoint)
     app.extensions["baosong_plugin_nav"] = nav
 
 

@@ -1,4 +1,6 @@
-"""``baosong create-admin``: make an admin account (or give an existing one a new password)."""
+"""The admin's commands, added to ``baosong`` through the ``register_commands`` hook (web/plugin.py):
+``web`` (serve the admin), ``create-admin`` (make an admin account or give it a new password) and
+``demo`` (everything on embedded defaults, demo/run.py)."""
 
 from __future__ import annotations
 
@@ -41,3 +43,27 @@ def create_admin_command(username: str, reset: bool) -> None:
         db.session.commit()
     click.echo(f"管理员：{username}")
     click.echo(f"密码：{password}（只显示这一次，请登录后修改）")
+
+
+@click.command("web")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+def web_command(host: str, port: int) -> None:
+    """Serve the admin."""
+    from web import create_app
+
+    create_app().run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+@click.command("demo")
+@click.option("--port", default=5000, type=int)
+@click.option("--sandbox-port", default=5001, type=int)
+@click.option("--workers", default=1, type=int)
+def demo_command(port: int, sandbox_port: int, workers: int) -> None:
+    """Run everything on embedded defaults: admin, worker, scheduler, sandboxes, demo hospital."""
+    from demo.run import run
+
+    run(port=port, sandbox_port=sandbox_port, workers=workers)
+
+
+COMMANDS = (web_command, create_admin_command, demo_command)

@@ -4,9 +4,9 @@ crypto profile, timeouts), edited through core.settings so a change applies to t
 Secrets are write-only: the page shows them masked (core.settings.shown_value), an empty field leaves them
 unchanged, a replaced one is never shown again, and only admins may change them.
 
-测试连接: a plugin may define ``test_connection(settings) -> (ok, message)`` at module level in its
-plugin.py (a harmless request of the regulator's own protocol); otherwise every URL setting gets a plain
-HTTP GET with a short timeout, reporting reachable / status / latency.
+测试连接: the plugin that declared the regulator may implement the ``test_connection`` hook (a harmless
+request of the regulator's own protocol, answering a structured ``ProbeResult``); otherwise every URL
+setting gets a plain HTTP GET with a short timeout, reporting reachable / status / latency.
 
 密钥核对 (known answer): the hospital pastes a key, a plaintext and the regulator's ciphertext; Baosong
 says which SM4 (core.crypto.detect_sm4_profile) or SM2 (detect_sm2_profile, with a private key) profile
@@ -25,7 +25,7 @@ from core import settings as core_settings
 from core.crypto import CryptoError, SM4Profile, detect_sm2_profile, detect_sm4_profile
 from core.db import db
 from core.errors import ConfigurationError
-from core.hook_types import Regulator, Settings
+from core.hook_types import ProbeResult, Regulator, Settings
 from core.plugins import registry
 from web import audit
 from web.auth import require_role
@@ -48,22 +48,6 @@ def _regulator_or_404(name: str) -> Regulator:
 def _is_admin() -> bool:
     user = getattr(g, "user", None)
     return bool(user and user.is_admin)
-
-
-def plugin_module_of(regulator: str) -> Any:
-    """The plugin object that declared a regulator (for its optional ``test_connection``)."""
-    pm = registry().pm
-    for plugin in pm.get_plugins():
-        declare = getattr(plugin, "register_regulators", None)
-        if declare is None:
-            continue
-        try:
-            declared = declare() or []
-        except Exception:
-            continue
-        if any(r.name == regulator for r in declared):
-            return plugin
-    return None
 
 
 def shown_settings(regulator: Regulator) -> list[dict[str, Any]]:
@@ -134,18 +118,25 @@ def _short_error(exc: Exception) -> str:
 
 def test_connection(regulator: Regulator) -> dict[str, Any]:
     settings = core_settings.regulator_settings(regulator.name)
-    plugin = plugin_module_of(regulator.name)
-    probe = getattr(plugin, "test_connection", None)
-    if callable(probe):
+    reg = registry()
+    if reg.has_probe(regulator.name):
         started = time.monotonic()
         try:
-            ok, message = probe(settings)
+            probe = reg.test_connection(regulator.name, settings)
         except Exception as exc:  # a plugin's probe failing is an outcome to show, not a crash
-            ok, message = False, f"{type(exc).__name__}: {exc}"
-        for secret in settings.secrets():  # never echo a credential back
-            message = str(message).replace(secret, "****")
-        return {"plugin": True, "ok": bool(ok), "message": str(message),
-                "ms": round((time.monotonic() - started) * 1000), "urls": []}
+            probe = ProbeResult(False, f"{type(exc).__name__}: {exc}")
+        probe = probe or ProbeResult(False, "插件没有返回检测结果", conclusive=False)
+
+        def clean(text: str | None) -> str:
+            text = str(text or "")
+            for secret in settings.secrets():  # never echo a credential back
+                text = text.replace(secret, "****")
+            return text
+
+        ms = probe.elapsed_ms if probe.elapsed_ms is not None else round((time.monotonic() - started) * 1000)
+        steps = [{"name": clean(s.name), "ok": s.ok, "detail": clean(s.detail)} for s in probe.steps]
+        return {"plugin": True, "ok": probe.ok, "conclusive": probe.conclusive, "message": clean(probe.message),
+                "ms": ms, "url": clean(probe.url), "status": probe.status, "steps": steps, "urls": []}
     urls = probe_urls(settings, regulator)
     if not urls:
         return {"plugin": False, "ok": False, "message": "没有配置任何接口地址（http:// 或 https://）", "urls": []}
@@ -171,7 +162,7 @@ def edit(name: str):
     regulator = _regulator_or_404(name)
     return render_template("config/regulator_edit.html", regulator=regulator, rows=shown_settings(regulator),
                            is_admin=_is_admin(), sm4_apply=_sm4_settings_available(regulator),
-                           has_probe=callable(getattr(plugin_module_of(name), "test_connection", None)))
+                           has_probe=registry().has_probe(name))
 
 
 @bp.post("/<name>")

@@ -1,5 +1,5 @@
 """Small things several pages share: report type names, masking for the viewer's role, Redis that may be
-down, plugin actions."""
+down."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from flask import current_app, g
+from flask import g
 
 from core.masking import PATIENT_FIELDS, mask_field, mask_record, mask_text
 from core.plugins import registry
@@ -107,17 +107,3 @@ def redis_ok() -> bool:
         return bool(connection().ping())
     except Exception:
         return False
-
-
-def plugin_upload_actions(upload: Any) -> list[tuple[str, str]]:
-    """Links plugins' admin blueprints offer for an upload (views module ``upload_actions(upload)``)."""
-    actions: list[tuple[str, str]] = []
-    for name, module in current_app.extensions.get("baosong_plugin_views", {}).items():
-        provider = getattr(module, "upload_actions", None)
-        if provider is None or not upload.report_type.startswith(f"{name}."):
-            continue
-        try:
-            actions.extend(provider(upload) or [])
-        except Exception:
-            log.exception("plugin %s upload_actions failed", name)
-    return actions

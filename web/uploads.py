@@ -1,9 +1,10 @@
 """数据查询: the upload log (filter in the URL, keyset pages, capped count), its streamed Excel export, and
-the detail of one upload with its actions (retry, keydata re-send/withdraw, cancel, plugin links)."""
+the detail of one upload with its actions: retry, cancel, 冲销并重传 for report types that declare a reversal
+(core.ordering), and the actions the owning plugin offers (hook ``upload_actions``), with its ordering chain."""
 
 from __future__ import annotations
 
-import importlib
+import logging
 from urllib.parse import quote
 
 from flask import (
@@ -19,14 +20,16 @@ from flask import (
     url_for,
 )
 
-from core import clock, ledger
+from core import clock, ledger, ordering
 from core.db import db
+from core.errors import BaosongError
+from core.hook_types import UploadAction
 from core.masking import mask_text
 from core.models import Upload, UploadStatus
+from core.plugins import registry
 from web import audit
-from web.auth import require_role
+from web.auth import can, require_role
 from web.helpers import (
-    plugin_upload_actions,
     redis_call,
     report_type_choices,
     report_type_title,
@@ -46,6 +49,7 @@ from web.upload_query import (
 from web.xlsx_stream import MAX_ROWS, stream_xlsx
 
 bp = Blueprint("uploads", __name__, url_prefix="/uploads")
+log = logging.getLogger("baosong.web")
 RETRYABLE = (UploadStatus.FAILED, UploadStatus.RETRY_WAIT, UploadStatus.REJECTED, UploadStatus.PENDING)
 
 
@@ -109,26 +113,34 @@ def _upload_or_404(upload_id: int) -> Upload:
     return db.session.get(Upload, upload_id) or abort(404)
 
 
-def _keydata_function(name: str):
+def plugin_actions(upload: Upload) -> list[UploadAction]:
+    """What the plugin owning the upload's report type offers for it (hook ``upload_actions``)."""
     try:
-        module = importlib.import_module("plugins.keydata.plugin")
-    except ImportError:
+        return registry().upload_actions(upload)
+    except Exception:  # a plugin's bug must not take the detail page down
+        log.exception("upload_actions of %s failed", upload.report_type)
+        return []
+
+
+def can_reverse(upload: Upload) -> str | None:
+    """None when 冲销并重传 does not apply; "" when it may run now; else why not yet."""
+    declared = registry().report_types.get(upload.report_type)
+    if declared is None or not declared.reversal or upload.operation == "delete":
         return None
-    return getattr(module, name, None)
+    if upload.status != UploadStatus.SUCCEEDED:
+        return f"只有已成功的上报可以冲销（当前：{upload.status_label}）"
+    return ""
 
 
 @bp.get("/<int:upload_id>")
 def detail(upload_id: int):
     upload = _upload_or_404(upload_id)
-    is_keydata = upload.report_type.startswith("keydata.")
     return render_template(
         "upload_detail.html", upload=upload, title_of=report_type_title, shown_document=shown_document,
         shown_text=shown_text, can_retry=upload.status in RETRYABLE,
         can_cancel=upload.status not in (UploadStatus.SUCCEEDED, UploadStatus.SENDING, UploadStatus.CANCELLED),
-        keydata_resend=is_keydata and _keydata_function("resend_update") is not None,
-        keydata_withdraw=is_keydata and _keydata_function("withdraw") is not None,
-        plugin_actions=plugin_upload_actions(upload), children=_children(upload),
-        failure_statuses=FAILURE_STATUSES,
+        plugin_actions=plugin_actions(upload), reverse_state=can_reverse(upload), chain=ordering.chain(upload),
+        children=_children(upload), failure_statuses=FAILURE_STATUSES,
     )
 
 
@@ -180,33 +192,48 @@ def cancel(upload_id: int):
     return redirect(url_for("uploads.detail", upload_id=upload_id))
 
 
-def _keydata_action(upload_id: int, function_name: str, action: str, done_message: str):
+@bp.post("/<int:upload_id>/actions/<name>")
+@require_role(Role.OPERATOR)
+def run_action(upload_id: int, name: str):
+    """Run one of the plugin's actions, asked again now (availability and role checked on POST)."""
     upload = _upload_or_404(upload_id)
-    if not upload.report_type.startswith("keydata."):
-        abort(400)
-    func = _keydata_function(function_name)
-    if func is None:
-        flash("该插件尚未提供此操作", "error")
-        return redirect(url_for("uploads.detail", upload_id=upload_id))
+    action = next((a for a in plugin_actions(upload) if a.name == name and a.handler is not None), None)
+    if action is None:
+        abort(404)
+    if not can(action.role):
+        abort(403)
+    back = url_for("uploads.detail", upload_id=upload_id)
+    if action.unavailable:
+        flash(f"{action.label}：{action.unavailable}", "error")
+        return redirect(back)
     try:
-        result = func(upload_id, g.user.username)
-    except Exception as exc:  # the plugin explains why (e.g. not yet accepted, already withdrawn)
+        result = action.handler(upload_id, g.user.username)
+    except (BaosongError, ValueError) as exc:  # the plugin explains why (e.g. not yet accepted)
         db.session.rollback()
-        flash(f"操作失败：{exc}", "error")
-        return redirect(url_for("uploads.detail", upload_id=upload_id))
+        flash(f"{action.label}失败：{exc}", "error")
+        return redirect(back)
     new_id = result if isinstance(result, int) else getattr(result, "id", None)
-    audit.record(action, f"upload:{upload_id}", after={"new_upload": new_id} if new_id else None, commit=True)
-    flash(done_message, "ok")
-    return redirect(url_for("uploads.detail", upload_id=new_id or upload_id))
+    audit.record(f"upload.action.{name}"[:80], f"upload:{upload_id}",
+                 after={"action": action.label, **({"new_upload": new_id} if new_id else {})}, commit=True)
+    flash(action.done or f"已执行：{action.label}", "ok")
+    return redirect(url_for("uploads.detail", upload_id=new_id) if new_id else back)
 
 
-@bp.post("/<int:upload_id>/resend")
+@bp.post("/<int:upload_id>/reverse")
 @require_role(Role.OPERATOR)
-def resend(upload_id: int):
-    return _keydata_action(upload_id, "resend_update", "upload.resend", "已提交更新重发（dataFlag=2）")
-
-
-@bp.post("/<int:upload_id>/withdraw")
-@require_role(Role.OPERATOR)
-def withdraw(upload_id: int):
-    return _keydata_action(upload_id, "withdraw", "upload.withdraw", "已提交撤回（dataFlag=3）")
+def reverse(upload_id: int):
+    """冲销并重传: a reversal of the accepted upload, then the same data again once it succeeded."""
+    upload = _upload_or_404(upload_id)
+    back = url_for("uploads.detail", upload_id=upload_id)
+    if can_reverse(upload) is None:
+        abort(404)
+    try:
+        reverse_id, resend_id = ordering.reverse_and_resend(upload_id, g.user.username)
+    except BaosongError as exc:
+        db.session.rollback()
+        flash(f"冲销失败：{exc}", "error")
+        return redirect(back)
+    audit.record("upload.reverse", f"upload:{upload_id}", after={"reversal": reverse_id, "resend": resend_id},
+                 commit=True)
+    flash(f"已提交冲销 #{reverse_id}；冲销成功后自动重传 #{resend_id}", "ok")
+    return redirect(url_for("uploads.detail", upload_id=reverse_id))

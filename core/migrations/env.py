@@ -41,16 +41,13 @@ target_db = current_app.extensions['migrate'].db
 
 
 def _import_every_model():
-    """The schema is the whole installed application's: the core's tables, every plugin's and the
-    admin's, so one migration history covers them all."""
-    from core import mapping, models  # noqa: F401
+    """The schema is the whole installed application's: the core's tables and those of every module
+    registered as a plugin (the regulator plugins, and the admin, which registers its tables the same
+    way through the ``baosong.plugins`` entry point)."""
+    from core import mapping, models, ordering  # noqa: F401
     from core.plugins import registry
 
     registry()
-    try:
-        import web.models  # noqa: F401
-    except ImportError:
-        pass
 
 
 def include_object(obj, name, type_, reflected, compare_to):

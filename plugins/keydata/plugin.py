@@ -27,10 +27,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from core import ledger, pipeline
+from core import ledger
 from core.db import db
 from core.errors import BaosongError, ConfigurationError, RejectUpload
 from core.hook_types import (
+    CodeDictionary,
     OutboundRequest,
     Outcome,
     Payload,
@@ -40,6 +41,7 @@ from core.hook_types import (
     Response,
     Sandbox,
     SettingField,
+    UploadAction,
     UploadContext,
     UploadPlan,
 )
@@ -103,7 +105,6 @@ _URL_SETTING = {kind: f"{kind}_url" for kind in spec.KINDS}
 _NOT_HELD = re.compile(r"不存在|没有已上报|无此")
 _BUSY = re.compile(r"系统繁忙|服务繁忙|稍后再试|稍后重试|服务暂不可用|系统异常|超时")
 # Our own sources for the CT08.00.002 codes (the database table, loaded from the shipped file).
-pipeline.register_dictionary(spec.DICTIONARY, models.national_departments)
 
 
 def report_types() -> list[ReportType]:
@@ -134,6 +135,13 @@ def register_regulators() -> list[Regulator]:
 @hookimpl
 def register_report_types() -> list[ReportType]:
     return report_types()
+
+
+@hookimpl
+def register_dictionaries() -> list[CodeDictionary]:
+    from plugins.keydata.dictionary import CT08
+
+    return [CT08]
 
 
 @hookimpl
@@ -424,7 +432,23 @@ def _excerpt(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-# --- admin actions (called by the web admin) --------------------------------------------------------
+# --- admin actions (hook upload_actions: buttons on an upload's detail page) --------------------------
+
+@hookimpl
+def upload_actions(upload: Upload) -> list[UploadAction]:
+    """更新重发 (dataFlag 2) and 撤回 (dataFlag 3) of what an upload submitted."""
+    if upload.operation == "delete":
+        return []
+    no_rows = "" if upload.rows else "没有数据（被暂缓的科室记录请先维护对照）"
+    withdrawable = "" if upload.status == UploadStatus.SUCCEEDED else \
+        f"只有已成功的上报可以撤回（当前状态：{upload.status_label}）"
+    return [
+        UploadAction("resend", "更新重发（dataFlag=2）", handler=resend_update, unavailable=no_rows,
+                     confirm="以 dataFlag=2（更新）重新发送这条数据？", done="已提交更新重发（dataFlag=2）"),
+        UploadAction("withdraw", "撤回（dataFlag=3）", handler=withdraw, unavailable=no_rows or withdrawable,
+                     confirm="以 dataFlag=3（删除）撤回这条数据？", done="已提交撤回（dataFlag=3）"),
+    ]
+
 
 _SUFFIX = re.compile(r"#(update|delete)-\d+$")
 

@@ -41,9 +41,9 @@ from flask import Flask, jsonify, request
 
 from core import clock
 from core.crypto import CryptoError, SM2Profile, generate_sm2_keypair, sm2_decrypt
-from core.demo_hospital import DEFAULT_ORG_CODE, DEFAULT_ORG_NAME
 from core.hook_types import Problem
 from core.masking import mask_record
+from demo.hospital import DEFAULT_ORG_CODE, DEFAULT_ORG_NAME
 
 from .common import (
     CODE_LENGTH,

@@ -118,6 +118,20 @@ def register_sandboxes() -> list[Sandbox]:
 
 
 @hookimpl
+def register_blueprints() -> list:
+    from plugins.twopath.views import PAGES
+
+    return [PAGES]
+
+
+@hookimpl
+def upload_actions(upload) -> list:
+    from plugins.twopath import views
+
+    return views.upload_actions(upload)
+
+
+@hookimpl
 def schedule(report_type: ReportType, slot: datetime, source, settings: Settings) -> list[UploadPlan]:
     if report_type.name == client.SYNC:
         return filings.plan_sync(slot, settings)

@@ -2,7 +2,8 @@
 1101 lookup, HIS import, doctor's approval, submit, revoke), status sync, catalogues with Excel
 import/export, the log search and statistics.
 
-``web.create_app`` registers ``bp`` (and ``NAV``, ``upload_actions``) of every ``plugins/<name>/views.py``.
+Registered through the plugin's hooks (plugin.py): ``register_blueprints`` -> ``PAGES`` (``bp`` and its
+navigation entry), ``upload_actions`` -> ``upload_actions`` (links to the filing, revoke).
 
 Sessions, CSRF and "viewers may not POST" come from ``web.auth``'s before_request guard; the
 state-changing routes here also carry ``require_role(Role.OPERATOR)``. Full patient identifiers are
@@ -18,6 +19,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from werkzeug.routing import BuildError
 
 from core.db import db
+from core.hook_types import AdminPages, NavEntry, UploadAction
 from core.masking import mask_field
 from core.models import Upload
 from core.plugins import registry
@@ -28,7 +30,7 @@ from web.models import Role
 
 bp = Blueprint("twopath", __name__, url_prefix="/twopath", template_folder="templates")
 
-NAV = ("双通道/慢特病", "twopath.index")
+PAGES = AdminPages(bp, nav=(NavEntry("双通道/慢特病", "twopath.index"),))
 
 IDENTIFYING = ("psn_name", "certno", "card_no", "tel", "addr", "agnter_name", "agnter_certno", "agnter_tel",
                "agnter_addr")
@@ -62,19 +64,35 @@ def _helpers() -> dict:
     return {"shown": shown, "upload_url": upload_url, "S": FilingStatus, "KIND_LABELS": KIND_LABELS, "can_write": can(Role.OPERATOR)}
 
 
-def upload_actions(upload: Upload) -> list[tuple[str, str]]:
-    """Links on an upload's detail page: the filing it belongs to, the sync page for status queries."""
-    if not upload.report_type.startswith("twopath."):
-        return []
+def upload_actions(upload: Upload) -> list[UploadAction]:
+    """On an upload's detail page: the filing it belongs to, the sync page for status queries, and
+    revoking (2512/2504) the filing a submission created, while the platform has not reviewed it."""
     row = (upload.rows or [{}])[0] if isinstance(upload.rows, list) and upload.rows else {}
-    links = []
-    if isinstance(row, dict) and row.get("filing_id"):
-        links.append(("查看申请单", url_for("twopath.detail", filing_id=row["filing_id"])))
-    for filing_id in (row.get("filing_ids") or [] if isinstance(row, dict) else []):
-        links.append((f"申请单 {filing_id}", url_for("twopath.detail", filing_id=filing_id)))
+    actions = []
+    filing_id = row.get("filing_id") if isinstance(row, dict) else None
+    if filing_id:
+        actions.append(UploadAction("filing", "查看申请单", url=url_for("twopath.detail", filing_id=filing_id)))
+    for other in (row.get("filing_ids") or [] if isinstance(row, dict) else []):
+        actions.append(UploadAction(f"filing-{other}", f"申请单 {other}",
+                                    url=url_for("twopath.detail", filing_id=other)))
     if upload.report_type == client.SYNC:
-        links.append(("状态同步", url_for("twopath.sync")))
-    return links
+        actions.append(UploadAction("sync", "状态同步", url=url_for("twopath.sync")))
+    filing = db.session.get(Filing, filing_id) if filing_id else None
+    if filing is not None and filing.last_upload_id == upload.id and "-submit-" in upload.business_key:
+        unavailable = "" if filing.status == FilingStatus.PENDING_REVIEW else \
+            f"只能撤销待医保审核的备案（当前：{filing.status_label}）"
+        actions.append(UploadAction("revoke", "撤销备案", handler=_revoke_from_upload, unavailable=unavailable,
+                                    confirm="向医保平台提交撤销该备案？", done="已提交撤销"))
+    return actions
+
+
+def _revoke_from_upload(upload_id: int, actor: str) -> int:
+    upload = db.session.get(Upload, upload_id)
+    filing = _filing(upload.rows[0]["filing_id"])
+    try:
+        return filings.revoke(filing, actor=actor, reason="在上报详情中撤销", opter=actor[:30], opter_name=actor[:50])
+    except filings.FilingError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _filing(filing_id: int) -> Filing:

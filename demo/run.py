@@ -36,7 +36,7 @@ def prepare(sandbox_url_base: str) -> list[str]:
     init_db(app)
     his_path = config.his_database_url.removeprefix("sqlite:///")
     if config.his_database_url.startswith("sqlite:///") and not os.path.exists(his_path):
-        from core.demo_hospital import generate
+        from demo.hospital import generate
 
         today = clock.local_now().date()
         counts = generate(config.his_database_url, start=today - timedelta(days=92), end=today)
@@ -110,7 +110,7 @@ def run(port: int = 5000, sandbox_port: int = 5001, workers: int = 1) -> None:
         print(line)
 
     def spawn(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env)
+        return subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env)  # commands of every plugin
 
     children = [spawn("sandbox", "--port", str(sandbox_port)), spawn("web", "--port", str(port))]
     children += [spawn("worker") for _ in range(workers)]

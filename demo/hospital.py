@@ -3,7 +3,7 @@
 ``generate(url, start=..., end=...)`` drops and recreates every table below in the database at ``url`` (a
 file path or any SQLAlchemy URL) and fills it with deterministic (per ``seed``) synthetic data of a mid-size
 Shangrao (Jiangxi) hospital, scaled down: about 300 registrations a day, about 230 inpatient beds.
-``python -m core.demo_hospital PATH`` makes the last three months up to now (Asia/Shanghai).
+``python -m demo.hospital PATH`` makes the last three months up to now (Asia/Shanghai).
 
 Nothing here is real: names, ID numbers (well-formed, valid check digit), insurance numbers and codes are
 made up; dictionaries follow the shape of the national ones (CT08.00.002, national medical-insurance
@@ -1619,17 +1619,6 @@ def now_shanghai() -> datetime:
     return datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
 
 
-# Plugins that add their own tables to the demo hospital (until the seed_demo_hospital hook lands).
-PLUGIN_SEEDS = ("plugins.ihs_supervision.demo_seed",)
-
-
-def _seed_plugins(conn: Any, start: date, end: date) -> None:
-    import importlib
-
-    for module_name in PLUGIN_SEEDS:
-        importlib.import_module(module_name).seed_demo_hospital(conn, start, end)
-
-
 def generate(
     url: str,
     *,
@@ -1639,11 +1628,13 @@ def generate(
     org_code: str = DEFAULT_ORG_CODE,
     org_name: str = DEFAULT_ORG_NAME,
     now: datetime | None = None,
+    plugin_seeds: bool = True,
 ) -> dict[str, int]:
     """(Re)create the demo hospital database at ``url`` (file path or SQLAlchemy URL) for ``start``..``end``.
 
     No event is later than ``min(end 23:59:59, now)``; ``now`` defaults to the current Asia/Shanghai time,
-    so a range in the past is fully deterministic for a seed.  Returns the row count per table.
+    so a range in the past is fully deterministic for a seed.  Then every installed plugin adds its own
+    tables and rows (hook ``seed_demo_hospital``) in the same transaction.  Returns the row count per table.
     """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
@@ -1668,14 +1659,21 @@ def generate(
                     _insert(conn, table, rows)
             for name, table_name, columns in INDEXES:
                 conn.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({', '.join(columns)})")
-            _seed_plugins(conn, start, end)
+            seeded = _plugin_seeds(conn, start, end) if plugin_seeds else {}
     finally:
         engine.dispose()
-    return {t.name: len(gen.rows[t.name]) for t in metadata.sorted_tables}
+    return {**{t.name: len(gen.rows[t.name]) for t in metadata.sorted_tables}, **seeded}
+
+
+def _plugin_seeds(conn: Any, start: date, end: date) -> dict[str, int]:
+    """Each plugin's own demo HIS tables and rows (hook ``seed_demo_hospital``)."""
+    from core.plugins import registry
+
+    return registry().seed_demo_hospital(conn, start, end)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.demo_hospital", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.hospital", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="SQLite file path or SQLAlchemy URL (it is dropped and recreated)")
     parser.add_argument("--days", type=int, default=92, help="days up to today (Asia/Shanghai), default 92")
     parser.add_argument("--start", type=date.fromisoformat, help="first day (YYYY-MM-DD); overrides --days")

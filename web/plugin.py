@@ -1,0 +1,16 @@
+"""The admin registers itself with the core the way every plugin does (entry point ``baosong.plugins``):
+its tables (``web.models``, so migrations cover them) and its commands. The core never imports ``web``."""
+
+from __future__ import annotations
+
+from core.hookspecs import hookimpl
+from web import models as _models  # noqa: F401  (the admin's tables are part of the schema)
+
+
+@hookimpl
+def register_commands(cli) -> None:
+    from web.cli import COMMANDS
+
+    for command in COMMANDS:
+        if command.name not in cli.commands:
+            cli.add_command(command)
