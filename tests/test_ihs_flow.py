@@ -31,6 +31,10 @@ def test_every_defined_interface_reaches_the_sandbox_in_call_order_and_is_accept
     planned = plan_all()
     assert all(planned[item.code] for item in catalogue.interfaces()), planned
 
+    waiting = db.session.execute(sa.select(sa.func.count(Upload.id))
+                                 .where(Upload.status == UploadStatus.WAITING)).scalar_one()
+    assert waiting >= len(planned) - 1  # all but the hospital wait for what they depend on
+
     drain(order="reverse")  # dependents are attempted first: the call order must hold them back
 
     db.session.expire_all()
@@ -58,7 +62,9 @@ def test_every_defined_interface_reaches_the_sandbox_in_call_order_and_is_accept
         < first["revisit_service"] < first["attachment"]
     assert first["hospital"] < first["consultation"]
     held = db.session.execute(sa.select(Attempt).where(Attempt.message.like("等待前置上报%"))).scalars().all()
-    assert held and all(a.wire_body is None and a.url is None for a in held)  # held back, never sent
+    assert all(a.wire_body is None and a.url is None for a in held)  # held back, never sent
+    codes = set(db.session.execute(sa.select(Attempt.code)).scalars())
+    assert "DEPENDENCY_MISSING" not in codes and codes == {"0"}
     # Services carry their question-and-answer process.
     service = records(sandbox.url, "A2001", limit=1)["records"][0]
     assert service["process"] and {"processTime", "role", "content"} <= set(service["process"][0])

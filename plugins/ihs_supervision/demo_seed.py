@@ -1,5 +1,5 @@
 """The demo hospital grows what an internet hospital has (``seed_demo_hospital(connection, start, end)``,
-called after ``core.demo_hospital`` has written its tables, on the same connection).
+called after ``demo.hospital`` has written its tables, on the same connection).
 
 Tables (times naive Asia/Shanghai; TEXT 'YYYY-MM-DD HH:MM:SS' in SQLite; nothing after the demo's
 ``data_until``):
@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, Numeric, String, Table, Text, text
 
-from core.demo_hospital import DT
+from demo.hospital import DT
 
 metadata = MetaData()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import sqlalchemy as sa
 import urllib3
@@ -104,6 +105,25 @@ def register_report_types() -> list[ReportType]:
 def register_sandboxes() -> list[Sandbox]:
     return [Sandbox(name="ihs_supervision", title="互联网医疗服务监管平台（沙箱）", make_app=sandbox.make_app,
                     demo_config=sandbox.demo_config, seed=sandbox.seed)]
+
+
+@hookimpl
+def register_blueprints() -> list:
+    from plugins.ihs_supervision.views import PAGES
+
+    return [PAGES]
+
+
+@hookimpl
+def migrations_location() -> str:
+    return str(Path(__file__).with_name("migrations"))
+
+
+@hookimpl
+def seed_demo_hospital(connection, start, end) -> dict[str, int]:
+    from plugins.ihs_supervision.demo_seed import seed_demo_hospital as seed
+
+    return seed(connection, start, end)
 
 
 @hookimpl

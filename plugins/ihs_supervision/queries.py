@@ -1,4 +1,4 @@
-"""Default SQL per interface against the demo hospital (``core.demo_hospital`` + ``demo_seed``).
+"""Default SQL per interface against the demo hospital (``demo.hospital`` + ``demo_seed``).
 
 Contract for a hospital's own SQL (editable per report type in the admin, query name ``rows``): return
 the interface's fields under the document's names (``schemas/<code>.json``) plus ``_wm_ts`` (the

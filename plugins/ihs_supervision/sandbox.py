@@ -39,9 +39,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from core.demo_hospital import DEFAULT_ORG_CODE
 from core.masking import mask_record
 from core.schema import DateFormat
+from demo.hospital import DEFAULT_ORG_CODE
 
 from . import catalogue, protocol, recipes
 

@@ -1,15 +1,15 @@
 """ihs_supervision: sign gate and entity index
 
 Revision ID: h6_ihs_gate
-Revises: 9072698936cc
+Revises: (first of the ihs_supervision branch)
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = 'h6_ihs_gate'
-down_revision = '9072698936cc'
-branch_labels = None
+down_revision = None
+branch_labels = ('ihs_supervision',)
 depends_on = None
 
 
