@@ -83,3 +83,11 @@ def test_an_upload_planned_while_open_is_refused_with_the_reason_once_the_gate_c
     refused = upload(upload_id)
     assert "签名已知答案校验未通过" in refused.last_message
     assert refused.attempt_list[0].wire_body is None and sandbox.state.requests == 0
+
+
+def test_the_demo_seed_enters_the_sandboxes_example_and_opens_the_gate(app, serve):
+    configure_sandbox(serve, example=False)
+    assert not gate.state(current_settings()).open
+    ihs_sandbox.seed()
+    state = gate.state(current_settings())
+    assert state.open and state.verified_by == "demo"
