@@ -99,3 +99,20 @@ def test_with_no_or_a_wrong_example_nothing_is_planned_or_sent_and_the_reason_is
     assert slot.status == "error" and "签名" in slot.message
     assert db.session.execute(sa.select(sa.func.count(Upload.id))).scalar_one() == 0
     assert sandbox.state.requests == 0
+
+
+def test_departments_can_be_sent_with_their_national_codes_and_unmapped_ones_are_held_back(app, serve, his):
+    from core.models import HeldBack
+    from plugins.keydata import models as keydata_models
+
+    configure_sandbox(serve, dept_code_source="CT08.00.002")
+    keydata_models.set_mapping("0101", "心内科", "A03.04", "tester")
+    db.session.commit()
+    run_slot("ihs.A1000", SLOT, enqueue=False)
+    [department] = run_slot("ihs.A1001", SLOT, enqueue=False)
+
+    rows = db.session.get(Upload, department).rows
+    assert [r["deptCode"] for r in rows] == ["A03.04"] and rows[0]["deptName"] == "心内科"
+    held = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1001")).scalars().all()
+    assert held and all("未对照到 CT08.00.002" in h.reason for h in held)
+    assert len(held) == his_count(his, "SELECT COUNT(*) FROM departments") - 1

@@ -91,3 +91,13 @@ def test_the_demo_seed_enters_the_sandboxes_example_and_opens_the_gate(app, serv
     ihs_sandbox.seed()
     state = gate.state(current_settings())
     assert state.open and state.verified_by == "demo"
+
+
+def test_test_connection_reports_the_gate_and_says_it_is_not_conclusive(app, serve):
+    from core.plugins import registry
+    from plugins.ihs_supervision import plugin
+
+    configure_sandbox(serve, example=False)
+    result = plugin.test_connection(registry().regulators[REGULATOR], current_settings())
+    assert not result.ok and not result.conclusive and "签名未验证" in result.message
+    assert [s.name for s in result.steps] == ["签名已知答案门禁", "HTTP"]

@@ -189,6 +189,37 @@ def _attach_process(report_type: ReportType, source, start: Position, until: str
             row["process"] = found
 
 
+NATIONAL_DEPARTMENTS = "CT08.00.002"
+DEPARTMENT_STEPS = ("department", "staff", "revisit_order")  # rows whose deptCode names a department
+
+
+def department_codes(settings: Settings) -> dict[str, str] | None:
+    """local -> national department codes when the settings ask for CT08.00.002 (the mapping kept in
+    配置管理 › 代码对照), None for the hospital's own codes."""
+    source = settings.get("dept_code_source", "local").strip()
+    if source == "local":
+        return None
+    if source != NATIONAL_DEPARTMENTS:
+        raise ConfigurationError(f"科室编码来源 dept_code_source 应为 local 或 {NATIONAL_DEPARTMENTS}")
+    from core.plugins import registry
+
+    dictionary = registry().dictionaries.get(NATIONAL_DEPARTMENTS)
+    if dictionary is None or dictionary.mapping is None:
+        raise ConfigurationError(f"没有插件提供 {NATIONAL_DEPARTMENTS} 科室对照，无法按国家科室代码上报")
+    return {local: m.national_code for local, m in dictionary.mapping.mappings().items() if m.national_code}
+
+
+def map_department(interface: catalogue.Interface, row: dict[str, Any], codes: dict[str, str] | None) \
+        -> Problem | None:
+    if codes is None or interface.step not in DEPARTMENT_STEPS or "deptCode" not in row:
+        return None
+    national = codes.get(str(row["deptCode"]))
+    if national is None:
+        return Problem("deptCode", f"科室 {row['deptCode']} 未对照到 {NATIONAL_DEPARTMENTS}（配置管理 › 代码对照）")
+    row["deptCode"] = national
+    return None
+
+
 def requirements(interface: catalogue.Interface, row: dict[str, Any], hidden: dict[str, Any],
                  settings: Settings) -> list[str]:
     """The records ('step:key') this row needs accepted before it is sent."""
@@ -235,6 +266,7 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
         return []
     _attach_process(report_type, source, after, until, fetched)
 
+    codes = department_codes(settings)
     held_back: list[Problem] = []
     ready: list[tuple[Position, dict[str, Any], list[str], list[tuple[str, str]]]] = []
     last_read: Position | None = None  # the planned-through position: stops before a waiting row
@@ -242,6 +274,12 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
     for index, (position, raw) in enumerate(fetched):
         hidden = {k: v for k, v in raw.items() if k.startswith(HIDDEN_PREFIX)}
         row = clean({k: v for k, v in raw.items() if not k.startswith(HIDDEN_PREFIX)})
+        unmapped = map_department(interface, row, codes)
+        if unmapped is not None:
+            unmapped.record_index, unmapped.record_key = index, str(row.get(interface.key_field) or "") or None
+            held_back.append(unmapped)
+            last_read = position
+            continue
         needed = requirements(interface, row, hidden, settings)
         carriers = [carrier(n) for n in needed]
         if any(c is None for c in carriers):

@@ -25,6 +25,8 @@ from core.hook_types import (
     OutboundRequest,
     Outcome,
     Payload,
+    ProbeResult,
+    ProbeStep,
     Regulator,
     ReportType,
     Response,
@@ -61,6 +63,8 @@ def register_regulators() -> list[Regulator]:
         SettingField("appid", "appid", help="平台对接时分配的互联网医院 id（String(32)）"),
         SettingField("app_secret", "签名密钥 key", secret=True, help="平台对接时分配的 appid:key 中的 key"),
         SettingField("hosp_id", "本院医疗机构 id", help="A1000 hospId；科室、会诊等依赖本院的医疗机构记录"),
+        SettingField("dept_code_source", "科室编码来源", default="local", choices=("local", "CT08.00.002"),
+                     help="文档只写“科室编码”：local 用院内编码；CT08.00.002 用 配置管理 › 代码对照 中的国家科室代码"),
         SettingField("sign_digest", "签名摘要算法", choices=("",) + DIGESTS,
                      help="规范第 4 节缺失：以下签名方案是我们的假设，须用厂商示例验证后才能发送"),
         SettingField("sign_layout", "签名串拼接方式", default="concat", choices=recipes.LAYOUTS,
@@ -260,6 +264,32 @@ def parse_response(upload: UploadContext, response: Response) -> Outcome:
 def upload_finished(upload: UploadContext, outcome: Outcome) -> None:
     log.info("ihs %s upload %s (%d rows) %s %s", upload.report_type.name, upload.id, len(upload.rows),
              outcome.kind, outcome.code or "")
+
+
+@hookimpl
+def test_connection(regulator, settings) -> ProbeResult:
+    """The document has no no-op call: report the sign gate and whether the base URL answers HTTP."""
+    import time
+
+    import requests
+
+    state = gate.state(settings)
+    steps = [ProbeStep("签名已知答案门禁", state.open, state.reason)]
+    url = settings.get("base_url").strip()
+    if not url:
+        return ProbeResult(False, "未配置接口地址 base_url", steps=tuple(steps), conclusive=False)
+    started = time.monotonic()
+    try:
+        answer = requests.get(url, timeout=5)
+    except requests.RequestException as exc:
+        steps.append(ProbeStep("HTTP", False, type(exc).__name__))
+        return ProbeResult(False, f"无法连接 {url}", url=url, steps=tuple(steps))
+    elapsed = int((time.monotonic() - started) * 1000)
+    steps.append(ProbeStep("HTTP", answer.status_code < 500, f"HTTP {answer.status_code}"))
+    message = (f"接口地址可访问（HTTP {answer.status_code}）；文档没有不写数据的探测接口，"
+               f"签名{'已验证' if state.open else '未验证：' + state.reason}")
+    return ProbeResult(answer.status_code < 500 and state.open, message, url=url, status=answer.status_code,
+                       elapsed_ms=elapsed, steps=tuple(steps), conclusive=False)
 
 
 def configuration_problem(settings) -> str | None:
