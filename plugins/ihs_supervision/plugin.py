@@ -20,7 +20,7 @@ import urllib3
 from core import clock
 from core.crypto import DIGESTS
 from core.db import db
-from core.errors import ConfigurationError, RejectUpload, RetryLater
+from core.errors import RejectUpload, RetryLater
 from core.hook_types import (
     OutboundRequest,
     Outcome,
@@ -290,13 +290,3 @@ def test_connection(regulator, settings) -> ProbeResult:
                f"签名{'已验证' if state.open else '未验证：' + state.reason}")
     return ProbeResult(answer.status_code < 500 and state.open, message, url=url, status=answer.status_code,
                        elapsed_ms=elapsed, steps=tuple(steps), conclusive=False)
-
-
-def configuration_problem(settings) -> str | None:
-    """For the admin: why IHS cannot send now (None when it can)."""
-    try:
-        planning.check_ready(settings)
-        gate.require_open(settings)
-    except ConfigurationError as exc:
-        return str(exc)
-    return None

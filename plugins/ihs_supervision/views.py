@@ -56,22 +56,23 @@ def interface_rows(state: gate.GateState) -> list[dict]:
     return rows
 
 
+def _page(proposals=None):
+    settings = _settings()
+    state = gate.state(settings)
+    try:
+        configured, problem = recipes.from_settings(settings.values), None
+    except recipes.RecipeError as exc:
+        configured, problem = None, str(exc)
+    return render_template("ihs/index.html", state=state, record=gate.record(), configured=configured,
+                           recipe_problem=problem, rows=interface_rows(state), missing=catalogue.missing_steps(),
+                           proposals=proposals, can_admin=can(Role.ADMIN),
+                           recipe_count=sum(1 for _ in recipes.candidates()), MISSING_NOTE=catalogue.MISSING_NOTE)
+
+
 @bp.get("/")
 @require_role(Role.VIEWER)
 def index():
-    settings = _settings()
-    state = gate.state(settings)
-    record = gate.record()
-    try:
-        configured = recipes.from_settings(settings.values)
-    except recipes.RecipeError as exc:
-        configured, problem = None, str(exc)
-    else:
-        problem = None
-    return render_template("ihs/index.html", state=state, record=record, configured=configured,
-                           recipe_problem=problem, rows=interface_rows(state), missing=catalogue.missing_steps(),
-                           digests=recipes.DIGESTS, proposals=None, can_admin=can(Role.ADMIN),
-                           recipe_count=sum(1 for _ in recipes.candidates()), MISSING_NOTE=catalogue.MISSING_NOTE)
+    return _page()
 
 
 @bp.post("/example")
@@ -110,17 +111,11 @@ def verify():
 @bp.post("/search")
 @require_role(Role.ADMIN)
 def search():
-    settings = _settings()
-    state = gate.state(settings)
-    proposals = gate.search()
+    """"Which recipe is this?": every assumed recipe tried against the stored example."""
     if gate.record() is None:
         flash("请先录入厂商提供的签名示例", "error")
         return redirect(url_for("ihs.index"))
-    return render_template("ihs/index.html", state=state, record=gate.record(),
-                           configured=_configured(settings), recipe_problem=None, rows=interface_rows(state),
-                           missing=catalogue.missing_steps(), digests=recipes.DIGESTS, proposals=proposals,
-                           can_admin=True, recipe_count=sum(1 for _ in recipes.candidates()),
-                           MISSING_NOTE=catalogue.MISSING_NOTE)
+    return _page(proposals=gate.search())
 
 
 def _configured(settings):
