@@ -10,7 +10,7 @@ from test_ihs_support import SLOT, configure_sandbox, drain, plan_all, records, 
 
 from core.db import db
 from core.errors import ConfigurationError
-from core.models import Attempt, Slot, Upload, UploadStatus
+from core.models import Attempt, HeldBack, Slot, Upload, UploadStatus
 from core.scheduler import run_slot
 from plugins.ihs_supervision import catalogue
 
@@ -74,6 +74,9 @@ def test_batches_hold_at_most_the_configured_rows(app, serve, his):
     configure_sandbox(serve, batch_size="10")
     [*ids] = run_slot("ihs.A1002", SLOT, enqueue=False)  # staff need departments: plan those first
     assert ids == []  # nothing planned: the hospital and departments are not planned yet
+    run_slot("ihs.A1002", SLOT.replace(minute=1), enqueue=False)  # still waiting: said once, not twice
+    [notice] = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1002")).scalars()
+    assert "等待前置数据" in notice.reason and "科室信息上传" in notice.reason
     run_slot("ihs.A1000", SLOT, enqueue=False)
     run_slot("ihs.A1001", SLOT, enqueue=False)
     later = SLOT.replace(minute=2)

@@ -271,6 +271,7 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
     ready: list[tuple[Position, dict[str, Any], list[str], list[tuple[str, str]]]] = []
     last_read: Position | None = None  # the planned-through position: stops before a waiting row
     waiting: str | None = None
+    waiting_row: dict[str, Any] = {}
     for index, (position, raw) in enumerate(fetched):
         hidden = {k: v for k, v in raw.items() if k.startswith(HIDDEN_PREFIX)}
         row = clean({k: v for k, v in raw.items() if not k.startswith(HIDDEN_PREFIX)})
@@ -284,6 +285,7 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
         carriers = [carrier(n) for n in needed]
         if any(c is None for c in carriers):
             waiting = next(n for n, c in zip(needed, carriers, strict=True) if c is None)
+            waiting_row = row
             break
         last_read = position
         problems = interface.schema.validate(as_sent(interface, row, "2000-01-01 00:00:00"), index=index)
@@ -294,10 +296,12 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
             held_back.extend(problems)
             continue
         ready.append((position, row, needed, [c for c in carriers if c is not None]))
+    notice = _waiting_notice(report_type.name, interface, waiting, waiting_row) if waiting else None
     if waiting:
         log.warning("%s: waiting for %s to be planned before reading on", report_type.name, waiting)
     if last_read is None:
-        return []
+        return [UploadPlan(business_key=f"{interface.code}:waiting", period=fetched[0][0].ts, rows=None,
+                           held_back=[notice])] if notice else []
 
     cut = protocol.cut_batches([row for _, row, _, _ in ready], max_rows, max_bytes)
     for index, size in cut.oversized:
@@ -319,10 +323,27 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
         plans.append(UploadPlan(business_key=batch_key(f"{interface.code}:held", fetched[0][0], last_read),
                                 period=f"{fetched[0][0].ts} ~ {last_read.ts}", rows=None))
     plans[-1].watermark = (watermark_name(interface.code), last_read.text())
-    plans[-1].held_back = held_back
+    plans[-1].held_back = held_back + ([notice] if notice else [])
     log.info("%s: %d rows read, %d batches, %d problems held back, planned through %s%s", report_type.name,
              len(fetched), len(cut.batches), len(held_back), last_read.ts, f" (waiting for {waiting})" if waiting else "")
     return plans
+
+
+def _waiting_notice(report_type: str, interface: catalogue.Interface, waiting: str,
+                    row: dict[str, Any]) -> Problem | None:
+    """A held-back notice for the first row waiting on a prerequisite nobody planned yet (shown on the
+    dashboard), recorded once until resolved: the row is read again on every run until it can go."""
+    from core.models import HeldBack
+
+    step, _, key = waiting.partition(":")
+    title = catalogue.STEP_BY_NAME[step].title if step in catalogue.STEP_BY_NAME else step
+    reason = f"等待前置数据：{title} {key} 尚未计划上报（文档 1.3 接口调用顺序），其后的记录暂缓，前置数据计划后自动继续"
+    record_key = str(row.get(interface.key_field) or "") or None
+    exists = db.session.execute(
+        sa.select(HeldBack.id).where(HeldBack.report_type == report_type, HeldBack.reason == reason,
+                                     HeldBack.resolved.is_(False)).limit(1)
+    ).first()
+    return None if exists else Problem(None, reason, record_key=record_key)
 
 
 def _index_entities(interface: catalogue.Interface, report_type: str, business_key: str, keys: list[str]) -> None:
