@@ -18,14 +18,14 @@ demo: install
 	$(BIN)/baosong demo
 
 test: install
-	$(BIN)/ruff check core plugins web tests bench examples worker.py
+	$(BIN)/ruff check core plugins web demo tests bench examples worker.py
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 lint: install
-	$(BIN)/ruff check core plugins web tests bench examples worker.py
+	$(BIN)/ruff check core plugins web demo tests bench examples worker.py
 
 bench: install
 	$(BIN)/python bench/run_all.py

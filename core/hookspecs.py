@@ -149,7 +149,7 @@ def upload_finished(upload: UploadContext, outcome: Outcome) -> None:
 def register_blueprints() -> list[AdminPages]:
     """Add admin pages: a Flask blueprint and its navigation entries. The admin (``web.create_app``)
     registers what every plugin returns here and nothing else; a plugin's templates folder is its
-    blueprint's ``template_folder``, its pages extend ``layout.html``.
+    blueprint's ``template_folder``, its pages extend ``base.html``.
 
     Example::
 
