@@ -193,18 +193,8 @@ def _context() -> dict:
     return dict(
         now=now, items=scheduled + active_events, idle_events=idle_events, alerts=failure_alerts(), slot_errors=slot_errors(now),
         held_back=held_back_groups(), auto_stopped=settings.flag("auto_retry_stopped") == "1",
-        redis_up=redis_ok(), refresh=REFRESH_SECONDS, title_of=report_type_title, sign_gates=sign_gates(),
+        redis_up=redis_ok(), refresh=REFRESH_SECONDS, title_of=report_type_title,
     )
-
-
-def sign_gates() -> list[tuple[str, bool, str]]:
-    """(regulator title, open, reason) of the known-answer sign gates (IHS: nothing is sent while closed)."""
-    if "ihs_supervision" not in registry().regulators:
-        return []
-    from plugins.ihs_supervision import gate
-
-    state = gate.state(settings.regulator_settings(gate.REGULATOR))
-    return [(registry().regulators[gate.REGULATOR].title, state.open, state.reason)]
 
 
 @bp.get("/")
