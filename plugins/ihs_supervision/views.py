@@ -32,7 +32,7 @@ def _settings():
 
 
 def interface_rows(state: gate.GateState) -> list[dict]:
-    """Every step of the document in call order with its interfaces, for the page and the dashboard."""
+    """Every step of the document in call order with its interfaces and their state."""
     counts: dict[str, dict[str, int]] = {}
     for report_type, status, n in db.session.execute(
             sa.select(Upload.report_type, Upload.status, sa.func.count()).where(Upload.report_type.like("ihs.%"))
