@@ -7,6 +7,7 @@ peer, never used here.
 """
 
 from .detect import detect_sm2_profile, detect_sm4_profile
+from .digest import DIGESTS, KEYED_DIGESTS, PLAIN_DIGESTS, digest, is_keyed
 from .errors import CryptoError
 from .keys import (
     generate_sm2_keypair,
@@ -23,14 +24,19 @@ from .sm3 import hmac_sm3, sm3_digest, sm3_hex
 from .sm4 import sm4_decrypt, sm4_encrypt
 
 __all__ = [
+    "DIGESTS",
+    "KEYED_DIGESTS",
+    "PLAIN_DIGESTS",
     "CryptoError",
     "SM2Profile",
     "SM2SignProfile",
     "SM4Profile",
     "detect_sm2_profile",
     "detect_sm4_profile",
+    "digest",
     "generate_sm2_keypair",
     "hmac_sm3",
+    "is_keyed",
     "normalize_private_key",
     "normalize_public_key",
     "private_key_pem",
