@@ -76,8 +76,24 @@ def prepare(sandbox_url_base: str) -> list[str]:
         if ensure_first_admin:
             created = ensure_first_admin()
             if created:
-                notes.append(f"首个管理员：{created[0]}，密码：{created[1]}（只显示这一次）")
+                _demo_operator_identity(created[0])
+                notes.append(f"首个管理员：{created[0]}，密码：{created[1]}（只显示这一次）；"
+                             "医保经办操作员 1001 / 王医生（演示）")
     return notes
+
+
+def _demo_operator_identity(username: str) -> None:
+    """The demo admin is also a registered insurance operator (as a hospital's 医保办 staff would be), so
+    the two-channel pages can sign in to the sandbox platform at once."""
+    import sqlalchemy as sa
+
+    from core.db import db
+    from web.models import User
+
+    user = db.session.execute(sa.select(User).filter_by(username=username)).scalar_one_or_none()
+    if user is not None and hasattr(user, "opter"):
+        user.display_name, user.opter, user.opter_name = "演示管理员", "1001", "王医生"
+        db.session.commit()
 
 
 def kick_off() -> None:
