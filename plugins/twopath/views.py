@@ -342,7 +342,7 @@ def stats():
                                     ("revoked", "已撤销"), ("unsent", "未提交")])
 
 
-def _stats_chart(rows) -> str:
+def _stats_chart(rows) -> dict:
     """Filings per period, stacked by drug / disease (the eight most filed; the rest as 其他)."""
     from web.stats import chart_spec
 
