@@ -19,6 +19,8 @@ FLAG_DEFAULTS = {
     "retry_max": "3",
     "auto_retry_stopped": "0",
     "send_lease_seconds": "120",
+    # Roles (comma-separated) that see patient identifiers unmasked; web.permissions reads it.
+    "patient_identifier_roles": "admin",
 }
 
 

@@ -6,7 +6,8 @@ import/export, the log search and statistics.
 
 Sessions, CSRF and "viewers may not POST" come from ``web.auth``'s before_request guard; the
 state-changing routes here also carry ``require_role(Role.OPERATOR)``. Full patient identifiers are
-shown to admins only.
+shown only to roles allowed by ``web.permissions`` (default admin); other roles get masked values in
+pages and forms, with a sealed copy for the form's round trip (``web.security``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from core.plugins import registry
 from plugins.twopath import catalogue, client, filings, reports
 from plugins.twopath.models import CHRONIC, KIND_LABELS, TWOPATH, Filing, FilingStatus, SignIn
 from web.auth import can, current_user, require_role
+from web.helpers import sees_patient_identifiers
 from web.models import Role
+from web.security import SEALED_FIELD, mask_values, restore_values
 
 bp = Blueprint("twopath", __name__, url_prefix="/twopath", template_folder="templates")
 
@@ -48,8 +51,8 @@ def _operator() -> tuple[str, str]:
 @bp.context_processor
 def _helpers() -> dict:
     def shown(field: str, value):
-        """Identifiers in full for admins, masked for everyone else."""
-        if value in (None, "") or can(Role.ADMIN):
+        """Identifiers in full for the roles allowed to see them, masked for everyone else."""
+        if value in (None, "") or sees_patient_identifiers():
             return value
         return mask_field(field, value)
 
@@ -100,7 +103,8 @@ def index():
 
 
 def _form_values() -> dict:
-    values = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    values = restore_values({k: v for k, v in request.form.items() if k != "csrf_token"},
+                            request.form.getlist(SEALED_FIELD))
     if values.get("kind", TWOPATH) == TWOPATH and values.get("fixmedins_code"):
         values["twopathfixmedins"] = [{"fixmedins_code": values.pop("fixmedins_code"),
                                        "fixmedins_name": values.pop("fixmedins_name", ""),
@@ -148,7 +152,10 @@ def edit(filing_id: int):
 
 def _form(kind: str, filing: Filing | None, values: dict):
     kind_catalogue = "drugs" if kind == TWOPATH else "diseases"
-    return render_template("twopath/form.html", kind=kind, filing=filing, values=values,
+    sealed = ""
+    if not sees_patient_identifiers():
+        values, sealed = mask_values(values, IDENTIFYING)
+    return render_template("twopath/form.html", kind=kind, filing=filing, values=values, sealed=sealed,
                            fields=filings.form_fields(kind), items=catalogue.items(kind_catalogue, True),
                            cert_types=filings.CERT_TYPES)
 
@@ -164,7 +171,10 @@ def lookup():
                                        opter_name=opter_name)
     except filings.FilingError as exc:
         return render_template("twopath/_person.html", error=str(exc), person=None)
-    return render_template("twopath/_person.html", person=person, error=None)
+    sealed = ""
+    if not sees_patient_identifiers():
+        person, sealed = mask_values(person, IDENTIFYING)
+    return render_template("twopath/_person.html", person=person, error=None, sealed=sealed)
 
 
 @bp.post("/import-his")
@@ -292,7 +302,7 @@ def catalogue_import(kind: str):
     if upload is None or not upload.filename:
         flash("请选择 Excel 文件", "error")
         return redirect(url_for("twopath.catalogue_page", kind=kind))
-    applied, errors = catalogue.import_workbook(kind, upload.read())
+    applied, errors = catalogue.import_workbook(kind, upload.read(catalogue.MAX_IMPORT_BYTES + 1))
     if errors:
         flash(f"导入失败：{len(errors)} 处错误，未导入任何数据", "error")
         return render_template("twopath/catalogue.html", kind=kind, title=catalogue.TITLES[kind],
