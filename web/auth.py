@@ -143,7 +143,8 @@ def guard():
     if permissions.is_public(request.endpoint, rule):
         return None
     if g.user is None:
-        target = url_for("auth.login", next=safe_next(request.full_path))
+        ended = {"ended": "1"} if getattr(g, "session_ended", False) else {}
+        target = url_for("auth.login", next=safe_next(request.full_path), **ended)
         if request.headers.get("HX-Request"):
             response = current_app.response_class("", status=401)
             response.headers["HX-Redirect"] = target
