@@ -531,3 +531,16 @@ def test_the_admin_does_not_start_when_the_crypto_self_test_fails(database_url, 
 
 # The twopath fixtures (sandbox platform over HTTP).
 from tests.test_twopath import platform, tp_registry  # noqa: E402, F401
+
+
+def test_a_self_refreshing_page_does_not_keep_an_idle_session_alive(app):
+    client = login(app, "viewer")
+    with client.raw.session_transaction() as session:
+        session["seen"] -= 7 * 3600
+        before = session["seen"]
+    assert client.raw.get("/dashboard/panel", headers={"HX-Request": "true", "X-Baosong-Poll": "1"}).status_code == 200
+    with client.raw.session_transaction() as session:
+        assert session["seen"] == before  # the poll was served but did not count as activity
+    assert client.raw.get("/uploads/").status_code == 200
+    with client.raw.session_transaction() as session:
+        assert session["seen"] > before + 6 * 3600  # a person's request does

@@ -55,6 +55,7 @@ log = logging.getLogger("baosong.web.auth")
 
 UNSAFE_METHODS = permissions.UNSAFE_METHODS
 CSRF_HEADER = "X-CSRF-Token"
+POLL_HEADER = "X-Baosong-Poll"  # set by templates on self-refreshing fragments
 LOGIN_FAILED_MESSAGE = "用户名或密码错误"
 SESSION_ENDED_MESSAGE = "登录已失效（超时、已退出或账号已变更），请重新登录"
 # Hash checked for unknown usernames so they take as long as a wrong password.
@@ -121,7 +122,9 @@ def _load_user() -> None:
     fresh = isinstance(seen, int | float) and 0 <= now - seen <= _idle_limit()
     if user is not None and user.active and user.session_version == session.get("ver") and fresh:
         g.user = user
-        if now - seen > 30:  # refresh the idle clock (not on every poll: fewer cookie rewrites)
+        # A person's request refreshes the idle clock; a page polling by itself (HTMX "every", marked
+        # with POLL_HEADER) does not, or an open dashboard would keep a session alive for ever.
+        if now - seen > 30 and not request.headers.get(POLL_HEADER):
             session["seen"] = int(now)
     else:
         session.clear()
