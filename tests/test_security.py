@@ -544,3 +544,18 @@ def test_a_self_refreshing_page_does_not_keep_an_idle_session_alive(app):
     assert client.raw.get("/uploads/").status_code == 200
     with client.raw.session_transaction() as session:
         assert session["seen"] > before + 6 * 3600  # a person's request does
+
+
+def test_the_settings_store_never_keeps_a_secret_in_a_plain_setting(app):
+    from core.crypto import IV_IS_KEY
+    from core.errors import ConfigurationError
+
+    key = "0123456789abcdeffedcba9876543210"
+    settings.save_regulator_setting("keydata", "sm4_iv", key)  # an older install: the key's bytes as the IV
+    settings.save_regulator_setting("keydata", "sm4_key", key)  # the key arrives: the IV becomes the flag
+    db.session.commit()
+    assert settings.regulator_settings("keydata").get("sm4_iv") == IV_IS_KEY
+    settings.save_regulator_setting("keydata", "sm4_iv", key.upper())
+    assert settings.regulator_settings("keydata").get("sm4_iv") == IV_IS_KEY
+    with pytest.raises(ConfigurationError, match="不能填写密钥"):
+        settings.save_regulator_setting("keydata", "org_code", key)

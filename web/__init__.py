@@ -122,7 +122,9 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     @app.after_request
     def _audit_unmasked_view(response):
         """A page, fragment or export that showed patient identifiers in full is audited (who, what)."""
-        if getattr(g, "unmasked_view", False) and response.status_code < 400:
+        # A self-refreshing fragment's polls are not new views (the page that embeds it was audited).
+        if getattr(g, "unmasked_view", False) and response.status_code < 400 \
+                and not request.headers.get("X-Baosong-Poll"):
             from core.db import db
             from web import audit
 
