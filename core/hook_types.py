@@ -208,11 +208,16 @@ class NavEntry:
 
 @dataclass(frozen=True)
 class AdminPages:
-    """A plugin's admin pages: a Flask blueprint and its navigation entries. The blueprint's routes state
-    their roles with ``web.auth.require_role`` like the admin's own; CSRF applies to them unchanged."""
+    """A plugin's admin pages: a Flask blueprint and its navigation entries. CSRF applies to them unchanged.
+
+    ``permissions`` states who may use them, as the admin's own permission table does: endpoint or
+    ``"<blueprint>.*"`` -> (least role to read, least role to change), roles ``"viewer"``, ``"operator"``,
+    ``"admin"``. Without an entry for the blueprint, viewers read and operators change; a view's
+    ``web.auth.require_role`` can only make a route stricter."""
 
     blueprint: Any  # flask.Blueprint
     nav: tuple[NavEntry, ...] = ()
+    permissions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

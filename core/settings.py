@@ -21,6 +21,8 @@ FLAG_DEFAULTS = {
     "auto_retry_stopped": "0",
     "send_lease_seconds": "120",
     "retention_days": "180",  # attempt bodies (patient data) are pruned after this (core.retention)
+    # Roles (comma-separated) that see patient identifiers unmasked; web.permissions reads it.
+    "patient_identifier_roles": "admin",
 }
 
 
@@ -104,13 +106,35 @@ def regulator_settings(regulator: str) -> Settings:
     return Settings(regulator=regulator, values=values, secret_keys=frozenset(secret_keys))
 
 
+IV_SETTING = "sm4_iv"
+
+
 def save_regulator_setting(regulator: str, key: str, value: str) -> None:
-    """Store one setting; secrets are sealed. The caller commits (and audits)."""
+    """Store one setting; secrets are sealed. The caller commits (and audits).
+
+    A secret never lands in a plain setting: a plain value equal to one of the regulator's secrets is
+    refused, and a fixed SM4 IV equal to the key is stored as the flag ``IV_IS_KEY`` ("key") instead."""
+    from core.crypto import IV_IS_KEY
+
     declared = registry().regulators.get(regulator)
     fields = {f.key: f for f in declared.settings} if declared else {}
     if declared is not None and key not in fields:
         raise ConfigurationError(f"{declared.title} 没有设置项 {key}")
     secret = fields[key].secret if key in fields else False
+    if value and len(value) >= 4:
+        current = regulator_settings(regulator)
+        if secret and current.get(IV_SETTING, "").lower() == value.lower() and IV_SETTING not in current.secret_keys:
+            _store(regulator, IV_SETTING, IV_IS_KEY, secret=False)  # an IV that was the key's bytes
+        elif not secret and value.lower() in {s.lower() for s in current.secrets()}:
+            if key == IV_SETTING:
+                value = IV_IS_KEY
+            else:
+                label = fields[key].label if key in fields else key
+                raise ConfigurationError(f"{label}：不能填写密钥或权限码（该设置不保密）")
+    _store(regulator, key, value, secret=secret)
+
+
+def _store(regulator: str, key: str, value: str, *, secret: bool) -> None:
     row = db.session.execute(
         db.select(RegulatorSetting).filter_by(regulator=regulator, key=key)
     ).scalar_one_or_none()

@@ -71,7 +71,8 @@ def test_operator_works_through_the_admin(app, webtest, serve, work, browser, sh
     make_user("victor", "viewer")
     base = serve(app)
 
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, locale="zh-CN")
+    # bypass_csp: the test's own wait_for_function strings need eval; tests/test_browser_csp.py checks the CSP.
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, locale="zh-CN", bypass_csp=True)
     page = context.new_page()
     log_in(page, base, "olga")
     assert page.locator(".alerts").get_by_text("4 条上报失败").is_visible()
@@ -117,10 +118,13 @@ def test_operator_works_through_the_admin(app, webtest, serve, work, browser, sh
     # Pause and resume the task.
     page.click("nav.mainnav >> text=定时任务")
     row = page.locator("tr[data-report-type='webtest.daily']")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     row.locator("button.task-toggle").click()
     page.wait_for_load_state()
     row = page.locator("tr[data-report-type='webtest.daily']")
     assert row.locator(".task-state").inner_text().strip() == "已暂停"
+    assert asked and "暂停" in asked[0]  # pausing a schedule is confirmed first
     page.screenshot(path=str(shots / "tasks.png"))
     row.locator("button.task-toggle").click()
     page.wait_for_load_state()
@@ -162,7 +166,7 @@ def test_operator_works_through_the_admin(app, webtest, serve, work, browser, sh
     # A viewer sees a failure but is refused a retry, even posting with a valid token.
     webtest.failing = True
     (failure,) = _fail(1)
-    viewer_context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
+    viewer_context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", bypass_csp=True)
     viewer = viewer_context.new_page()
     log_in(viewer, base, "victor")
     viewer.goto(f"{base}/uploads/{failure}")

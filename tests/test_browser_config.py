@@ -34,7 +34,8 @@ def page(app, serve):
     base = serve(app)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 900}, locale="zh-CN")
+        # bypass_csp: wait_for_function strings need eval; tests/test_browser_csp.py checks the CSP itself.
+        context = browser.new_context(viewport={"width": 1500, "height": 900}, locale="zh-CN", bypass_csp=True)
         tab = context.new_page()
         tab.base = base
         yield tab

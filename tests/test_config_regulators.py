@@ -28,22 +28,19 @@ def test_configuration_pages_are_in_the_navigation(app):
     assert client.get("/config/regulators/").status_code == 200
 
 
-def test_operator_edits_settings_but_only_admin_changes_keys(app):
+def test_only_admin_edits_regulator_settings_and_secrets_stay_write_only(app):
     from core import settings
 
     operator = login(app, "operator")
     page = operator.get("/config/regulators/keydata").get_data(as_text=True)
-    assert 'name="auth_code"' in page and "disabled" in page
-    answer = operator.post("/config/regulators/keydata", {"org_code": "H36110200001", "timeout": "12"})
-    assert answer.status_code == 302
-    assert settings.regulator_settings("keydata").get("org_code") == "H36110200001"
-    refused = operator.post("/config/regulators/keydata", {"org_code": "CHANGED", "auth_code": SECRET},
-                            follow_redirects=True).get_data(as_text=True)
-    assert "只有管理员可以更换密钥" in refused and "未保存任何设置" in refused
-    assert settings.regulator_settings("keydata").get("org_code") == "H36110200001"  # nothing applied
-    assert settings.regulator_settings("keydata").get("auth_code") == ""
+    assert 'name="auth_code"' in page and "disabled" in page and "只有管理员可以修改监管平台设置" in page
+    refused = operator.post("/config/regulators/keydata", {"org_code": "H36110200001", "timeout": "12"})
+    assert refused.status_code == 403
+    assert settings.regulator_settings("keydata").get("org_code") != "H36110200001"
 
     admin = login(app, "admin")
+    assert admin.post("/config/regulators/keydata", {"org_code": "H36110200001", "timeout": "12"}).status_code == 302
+    assert settings.regulator_settings("keydata").get("org_code") == "H36110200001"
     admin.post("/config/regulators/keydata", {"auth_code": SECRET})
     assert settings.regulator_settings("keydata").get("auth_code") == SECRET
     page = admin.get("/config/regulators/keydata").get_data(as_text=True)
@@ -61,7 +58,7 @@ def test_choice_settings_are_validated(app):
     assert "应为 ECB、CBC 之一" in page
 
 
-def test_generic_connection_test_reports_reachable_status_and_latency(app, serve):
+def test_generic_connection_test_reports_each_step_and_405_is_not_ok(app, serve):
     from core import settings
     from core.db import db
 
@@ -75,11 +72,13 @@ def test_generic_connection_test_reports_reachable_status_and_latency(app, serve
     settings.save_regulator_setting("keydata", "hospital_daily_url", f"{url}/api/upload")
     settings.save_regulator_setting("keydata", "dept_daily_url", "http://127.0.0.1:9/closed")
     db.session.commit()
-    client = login(app, "operator")
+    client = login(app, "admin")
     html = client.post("/config/regulators/keydata/test").get_data(as_text=True)
-    assert "部分地址不可达" in html and "405" in html and "可达" in html and "无法连接" in html
+    assert "连接失败" in html and "部分地址不可达或应答异常" in html
+    assert "TCP：已连接" in html and "HTTP 405" in html and "不能证明是监管平台接口" in html
+    assert "无法连接 127.0.0.1:9" in html
     assert re.search(r"\d+ ms", html)
-    assert _audit("regulator.test")[-1].after == {"ok": False}
+    assert _audit("regulator.test")[-1].after == {"ok": False, "reachable": False}
 
 
 class ProbePlugin:
@@ -103,7 +102,7 @@ def test_plugin_connection_test_is_used_and_never_echoes_secrets(app, registry_w
     registry_with(ProbePlugin())
     settings.save_regulator_setting("probe", "token", "tok-SECRET-1")
     db.session.commit()
-    html = login(app, "operator").post("/config/regulators/probe/test").get_data(as_text=True)
+    html = login(app, "admin").post("/config/regulators/probe/test").get_data(as_text=True)
     assert "连接正常" in html and "平台应答正常" in html and "tok-SECRET-1" not in html
     assert "鉴权" in html and "通过" in html and "HTTP 200" in html
 

@@ -2,16 +2,25 @@
 
 Blueprints call ``record(...)`` next to the change they make; the entry joins the caller's transaction,
 so a change and its audit entry are committed (or rolled back) together.
+
+An entry never holds a secret: before it is stored, every value that equals or contains a regulator's
+secret (or one this process has read) is masked, and ID-number and phone shaped numbers are masked
+(callers pass masked patient data anyway).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import g, has_request_context
 
 from core.db import db
-from core.models import AuditLog
+from core.masking import mask_text
+from core.models import AuditLog, RegulatorSetting
+from core.secrets import RedactingFilter, redact
+
+log = logging.getLogger("baosong.web.audit")
 
 
 def current_actor() -> str:
@@ -25,16 +34,54 @@ def current_actor() -> str:
 def record(action: str, target: str = "", before: Any = None, after: Any = None, *,
            actor: str | None = None, commit: bool = False) -> AuditLog:
     """Add an audit entry to the session (committed with the caller's change, or now with commit=True).
-    Never pass secrets or unmasked patient identifiers in before/after."""
-    entry = AuditLog(actor=actor or current_actor(), action=action, target=str(target)[:200],
-                     before=before, after=after)
+    Never pass secrets or unmasked patient identifiers in before/after (they are masked here too)."""
+    secrets = known_secrets()
+    entry = AuditLog(actor=actor or current_actor(), action=action, target=scrub(str(target), secrets)[:200],
+                     before=scrub(before, secrets), after=scrub(after, secrets))
     db.session.add(entry)
     if commit:
         db.session.commit()
     return entry
 
 
+def known_secrets() -> list[str]:
+    """Every stored regulator secret, and those this process has read (for masking)."""
+    from core.settings import secret_box
+
+    found = set(RedactingFilter.secrets)
+    try:
+        with db.session.no_autoflush:
+            rows = db.session.execute(db.select(RegulatorSetting.value).filter_by(secret=True)).scalars().all()
+        for stored in rows:
+            try:
+                value = secret_box().open(stored)
+            except Exception:  # a secret sealed with another key: nothing to compare against
+                continue
+            if value:
+                found.add(value)
+    except Exception:
+        log.exception("could not read the stored secrets to keep them out of the audit log")
+    return sorted(found)
+
+
+def scrub(value: Any, secrets: list[str]) -> Any:
+    """``value`` (JSON-like) with secrets and ID/phone shaped numbers masked."""
+    if isinstance(value, str):
+        return mask_text(redact(value, secrets)) or value
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
 ACTION_LABELS = {
+    "patient.unmasked_view": "查看未脱敏患者信息",
+    "regulator.settings": "修改监管平台设置",
+    "regulator.test": "测试连接",
+    "regulator.sm4_profile": "应用 SM4 参数",
+    "regulator.known_answer": "密钥核对",
+    "security.patient_roles": "修改可见患者信息的角色",
     "login": "登录",
     "login_locked": "登录锁定",
     "logout": "退出",
@@ -66,10 +113,6 @@ ACTION_LABELS = {
     "field_mapping.save": "保存字段映射",
     "field_mapping.restore": "恢复字段映射版本",
     "field_mapping.reset": "恢复插件默认映射",
-    "regulator.settings": "修改监管平台配置",
-    "regulator.test": "测试连接",
-    "regulator.sm4_profile": "应用 SM4/SM2 参数",
-    "regulator.known_answer": "验证已知答案样例",
     "patient.unmask": "查看完整患者信息",
     "filing.create": "新建备案",
     "filing.update": "修改备案",

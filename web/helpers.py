@@ -46,8 +46,15 @@ def regulator_title(name: str) -> str:
 
 
 def sees_patient_identifiers() -> bool:
+    """Whether the signed-in user's role may see patient identifiers in full (``web.permissions``).
+    A True answer marks the request, and the response is audited as an unmasked view."""
+    from web.permissions import may_see_patient_identifiers
+
     user = getattr(g, "user", None)
-    return bool(user and user.is_admin)
+    allowed = bool(user and may_see_patient_identifiers(user.role))
+    if allowed:
+        g.unmasked_view = True
+    return allowed
 
 
 def patient_fields_of(report_type: str) -> frozenset[str]:

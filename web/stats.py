@@ -13,7 +13,6 @@ averaged instead of summed.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import date, timedelta
 from statistics import mean
@@ -173,7 +172,7 @@ SERIES_COLORS = {"成功": "#1a7f37", "失败": "#c62828", "其他": "#9aa5b1"}
 
 
 def chart_spec(kind: str, labels: list[str], series: dict[str, dict], *, stacked: bool = False,
-           y_title: str = "", right_axis: frozenset[str] = frozenset(), y1_title: str = "") -> str:
+           y_title: str = "", right_axis: frozenset[str] = frozenset(), y1_title: str = "") -> dict:
     """A chart spec for static/app.js; series named in ``right_axis`` use a second y axis (ratios next
     to counts)."""
     datasets = []
@@ -185,9 +184,9 @@ def chart_spec(kind: str, labels: list[str], series: dict[str, dict], *, stacked
             dataset["yAxisID"] = "y1"
             dataset["borderDash"] = [6, 3]
         datasets.append(dataset)
-    return json.dumps({"type": kind, "labels": labels, "datasets": datasets, "stacked": stacked,
-                       "yTitle": y_title, "y1": bool(right_axis & set(series)), "y1Title": y1_title},
-                      ensure_ascii=False)
+    # A dict: templates embed it with |tojson (which escapes <, > and &), never as a pre-made string.
+    return {"type": kind, "labels": labels, "datasets": datasets, "stacked": stacked,
+            "yTitle": y_title, "y1": bool(right_axis & set(series)), "y1Title": y1_title}
 
 
 @bp.get("/")

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from core.db import db
 from core.models import AuditLog
 from web import audit
-from web.auth import hash_password, require_role
+from web.auth import end_sessions, hash_password, require_role
 from web.models import Role, User
 
 bp = Blueprint("users", __name__, url_prefix="/users")
@@ -51,8 +51,28 @@ def ensure_first_admin(username: str = "admin") -> tuple[str, str] | None:
 @bp.get("/")
 @require_role(Role.ADMIN)
 def index():
+    from web.permissions import patient_identifier_roles, table
+
     users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
-    return render_template("users.html", users=users, roles=Role.ALL, opter_types=OPTER_TYPES)
+    return render_template("users.html", users=users, roles=Role.ALL, patient_roles=patient_identifier_roles(),
+                           permission_table=table(), opter_types=OPTER_TYPES)
+
+
+@bp.post("/patient-identifier-roles")
+@require_role(Role.ADMIN)
+def patient_roles():
+    """Which roles see patient identifiers unmasked (admins always may be chosen; at least one)."""
+    from core import settings
+    from web.permissions import patient_identifier_roles
+
+    chosen = [r for r in Role.ALL if r in request.form.getlist("role")]
+    before = sorted(patient_identifier_roles())
+    settings.set_flag("patient_identifier_roles", ",".join(chosen))
+    audit.record("security.patient_roles", "patient_identifier_roles", before=before, after=chosen)
+    db.session.commit()
+    labels = "、".join(Role.LABELS[r] for r in chosen) or "无（所有人看到脱敏信息）"
+    flash(f"可查看完整患者身份信息的角色：{labels}", "ok")
+    return redirect(url_for("users.index"))
 
 
 @bp.post("/")
@@ -122,10 +142,10 @@ def update(user_id: int):
     if problem:
         flash(problem, "error")
         return redirect(url_for("users.index"))
+    if (role, active) != (user.role, user.active):
+        end_sessions(user)  # a new role or a deactivation applies now, not at their next login
     user.role, user.active = role, active
     identity = apply_identity(user, request.form)
-    if not active:
-        user.session_version += 1  # log them out everywhere
     audit.record("user.update", user.username, before=before, after={"role": role, "active": active, **identity})
     db.session.commit()
     flash(f"已更新用户 {user.username}", "ok")
@@ -138,7 +158,7 @@ def reset_password(user_id: int):
     user = db.session.get(User, user_id) or abort(404)
     password = generate_password()
     user.password_hash = hash_password(password)
-    user.session_version += 1
+    end_sessions(user)
     audit.record("user.password", user.username, after={"reset_by_admin": True})
     db.session.commit()
     return render_template("user_password_shown.html", username=user.username, password=password)
@@ -160,12 +180,14 @@ def own_password():
     if problem:
         return render_template("own_password.html", error=problem), 400
     user.password_hash = hash_password(new)
-    user.session_version += 1
+    end_sessions(user)
     audit.record("user.password", user.username)
     db.session.commit()
     from flask import session
 
-    session["ver"] = user.session_version  # keep this session, drop the others
+    # Every other session of this user ends; this one continues under the new version and a new token.
+    session["ver"] = user.session_version
+    session.pop("csrf", None)
     flash("密码已修改", "ok")
     return redirect(url_for("dashboard.index"))
 

@@ -17,7 +17,7 @@ from .keys import (
     public_key_from_private,
     public_key_pem,
 )
-from .profiles import SM2Profile, SM2SignProfile, SM4Profile
+from .profiles import IV_IS_KEY, SM2Profile, SM2SignProfile, SM4Profile
 from .selftest import self_test
 from .sm2 import sm2_decrypt, sm2_encrypt, sm2_sign, sm2_verify
 from .sm3 import hmac_sm3, sm3_digest, sm3_hex
@@ -27,6 +27,7 @@ __all__ = [
     "DIGESTS",
     "KEYED_DIGESTS",
     "PLAIN_DIGESTS",
+    "IV_IS_KEY",
     "CryptoError",
     "SM2Profile",
     "SM2SignProfile",

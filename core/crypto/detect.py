@@ -12,7 +12,7 @@ import re
 
 from ._codec import OUTPUTS
 from .errors import CryptoError
-from .profiles import SM2Profile, SM4Profile
+from .profiles import IV_IS_KEY, SM2Profile, SM4Profile
 from .sm2 import sm2_decrypt
 from .sm4 import parse_sm4_key, sm4_decrypt
 
@@ -34,11 +34,12 @@ def detect_sm4_profile(key: str, plaintext: bytes, ciphertext: str) -> list[SM4P
     found: list[SM4Profile] = []
     for key_format in ("hex", "text", "base64"):
         try:
-            raw_key = parse_sm4_key(key, key_format)
+            parse_sm4_key(key, key_format)  # this key format does not fit the key: skip it
         except CryptoError:
             continue
         # CBC IVs seen in the wild: all zero, random and prepended, and (bad practice, but real) the key.
-        ivs = [("ECB", None), ("CBC", "0" * 32), ("CBC", None), ("CBC", raw_key.hex())]
+        # The last is found as the flag IV_IS_KEY, never as the key's bytes.
+        ivs = [("ECB", None), ("CBC", "0" * 32), ("CBC", None), ("CBC", IV_IS_KEY)]
         for output in _plausible_outputs(ciphertext):
             for (mode, iv), padding in itertools.product(ivs, ("pkcs7", "zero", "none")):
                 profile = SM4Profile(mode=mode, padding=padding, key_format=key_format, output=output, iv=iv)

@@ -14,6 +14,10 @@ from .errors import CryptoError
 
 _OUTPUT_DESC = {"hex": "输出小写hex", "HEX": "输出大写HEX", "base64": "输出Base64"}
 
+# SM4Profile.iv value meaning "the IV is the key itself" (bad practice some peers use): stored as this
+# flag, never as bytes, so the key never travels through a non-secret setting, an audit entry or a page.
+IV_IS_KEY = "key"
+
 
 def _check(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
@@ -41,7 +45,7 @@ class SM4Profile:
     padding: str = "pkcs7"  # "pkcs7" (== PKCS5 for 16-byte blocks) | "zero" | "none"
     key_format: str = "hex"  # "hex" (32 hex chars) | "text" (16 UTF-8 bytes) | "base64"
     output: str = "hex"  # "hex" | "HEX" | "base64"
-    iv: str | None = None  # CBC: 32 hex chars; None = random IV prepended to the ciphertext
+    iv: str | None = None  # CBC: 32 hex chars; None = random IV prepended; IV_IS_KEY = the key itself
 
     def __post_init__(self) -> None:
         _check("mode", self.mode, ("ECB", "CBC"))
@@ -51,6 +55,8 @@ class SM4Profile:
         if self.iv is not None:
             if self.mode != "CBC":
                 raise CryptoError("参数 iv 仅用于 CBC 模式 (iv is only valid with mode=CBC)")
+            if self.iv == IV_IS_KEY:
+                return
             if not isinstance(self.iv, str) or len(self.iv) != 32 or not is_hex(self.iv):
                 raise CryptoError(f"参数 iv 须为 32 位 hex (16 字节)，得到长度 {len(str(self.iv))}")
 
@@ -66,7 +72,16 @@ class SM4Profile:
         key = {"hex": "密钥hex", "text": "密钥文本", "base64": "密钥Base64"}[self.key_format]
         parts = [f"SM4-{self.mode}", pad, key, _OUTPUT_DESC[self.output]]
         if self.mode == "CBC":
-            parts.insert(1, "随机IV前置" if self.iv is None else f"固定IV {self.iv[:4]}…")
+            # Never any IV bytes: a fixed IV may be derived from (or be) the key.
+            if self.iv is None:
+                iv = "随机IV前置"
+            elif self.iv == IV_IS_KEY:
+                iv = "IV = 密钥"
+            elif self.iv == "0" * 32:
+                iv = "固定IV（全零）"
+            else:
+                iv = "固定IV（已设置）"
+            parts.insert(1, iv)
         return " / ".join(parts)
 
 

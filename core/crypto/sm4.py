@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._codec import decode_input, encode_output, is_hex
 from .errors import CryptoError
-from .profiles import SM4Profile
+from .profiles import IV_IS_KEY, SM4Profile
 
 BLOCK = 16
 
@@ -92,7 +92,7 @@ def sm4_encrypt(plaintext: bytes, key: str, profile: SM4Profile) -> str:
             iv = secrets.token_bytes(BLOCK)
             prefix = iv  # random IV travels in front of the ciphertext
         else:
-            iv = bytes.fromhex(profile.iv)
+            iv = k if profile.iv == IV_IS_KEY else bytes.fromhex(profile.iv)
     enc = _cipher(k, profile.mode, iv).encryptor()
     return encode_output(prefix + enc.update(data) + enc.finalize(), profile.output)
 
@@ -107,7 +107,7 @@ def sm4_decrypt(ciphertext: str, key: str, profile: SM4Profile) -> bytes:
                 raise CryptoError(f"SM4 解密失败: 密文 {len(raw)} 字节，不足以包含前置 IV（16 字节）")
             iv, raw = raw[:BLOCK], raw[BLOCK:]
         else:
-            iv = bytes.fromhex(profile.iv)
+            iv = k if profile.iv == IV_IS_KEY else bytes.fromhex(profile.iv)
     if len(raw) % BLOCK:
         raise CryptoError(
             f"SM4 解密失败: 密文长度 {len(raw)} 字节不是 16 的倍数（输出编码设置不符或密文被截断）"

@@ -83,6 +83,8 @@ def needs(role: str, doctor: bool = False) -> Callable:
                 return _error("需要医生权限（由管理员开通）", 403)
             return view(*args, **kwargs)
 
+        wrapped.required_role = role  # read by the route-walk test (tests/test_security_routes.py)
+        wrapped.token_auth = True
         return wrapped
 
     return decorate

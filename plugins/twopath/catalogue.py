@@ -31,6 +31,9 @@ EXTRA_COLUMNS = {"institutions": [("统筹区域", "poolarea_no", 30)]}
 ENABLED_HEADER = "启用"
 NOTE_HEADER = "备注"
 TITLES = {"drugs": "特药目录", "diseases": "慢特病病种目录", "institutions": "定点医药机构"}
+# Caps on an imported workbook (the catalogues are a few thousand rows): the file is read in memory.
+MAX_IMPORT_ROWS = 20000
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
 _YES = {"是", "启用", "1", "y", "yes", "true"}
 _NO = {"否", "停用", "0", "n", "no", "false"}
 
@@ -56,12 +59,18 @@ def _text(value) -> str:
 def import_workbook(kind: str, content: bytes) -> tuple[int, list[RowError]]:
     """Apply a workbook to the catalogue: (rows applied, errors). With any error nothing is applied."""
     model, code_header, name_header, code_max, name_max = CATALOGUES[kind]
+    if len(content) > MAX_IMPORT_BYTES:
+        return 0, [RowError(0, "文件", f"文件 {len(content) // 1024} KB，超过 {MAX_IMPORT_BYTES // (1024 * 1024)} MB 的上限：请拆分后分批导入")]
     try:
         sheet = load_workbook(io.BytesIO(content), read_only=True, data_only=True).worksheets[0]
     except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
         log.info("catalogue upload is not a workbook: %s: %s", type(exc).__name__, exc)
         return 0, [RowError(0, "文件", "不是有效的 Excel（.xlsx）文件：请用 Excel 或 WPS 另存为 .xlsx 后再导入")]
-    rows = list(sheet.iter_rows(values_only=True))
+    from itertools import islice
+
+    rows = list(islice(sheet.iter_rows(values_only=True), MAX_IMPORT_ROWS + 2))  # header + cap + 1
+    if len(rows) > MAX_IMPORT_ROWS + 1:
+        return 0, [RowError(MAX_IMPORT_ROWS + 2, "文件", f"超过 {MAX_IMPORT_ROWS} 行的上限：请拆分后分批导入，未导入任何数据")]
     if not rows:
         return 0, [RowError(1, "表头", "工作表为空")]
     headers = [_text(h) for h in rows[0]]

@@ -11,7 +11,8 @@ navigation entry), ``upload_actions`` -> ``upload_actions`` (links to the filing
 
 Sessions, CSRF and "viewers may not POST" come from ``web.auth``'s before_request guard; the
 state-changing routes here also carry ``require_role(Role.OPERATOR)``. Full patient identifiers are
-shown to admins only.
+shown only to roles allowed by ``web.permissions`` (default admin); other roles get masked values in
+pages and forms, with a sealed copy for the form's round trip (``web.security``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from plugins.twopath import sheet as application_sheet
 from plugins.twopath.models import CHRONIC, KIND_LABELS, TWOPATH, Filing, FilingStatus, Institution, SignIn
 from web import audit
 from web.auth import can, current_user, require_role
+from web.helpers import sees_patient_identifiers
 from web.models import Role, User
+from web.security import SEALED_FIELD, mask_values, restore_values
 
 bp = Blueprint("twopath", __name__, url_prefix="/twopath", template_folder="templates", static_folder="static")
 
@@ -63,8 +66,8 @@ def _his(infno: str, name: str, **params) -> list[dict]:
 @bp.context_processor
 def _helpers() -> dict:
     def shown(field: str, value):
-        """Identifiers in full for admins, masked for everyone else."""
-        if value in (None, "") or can(Role.ADMIN):
+        """Identifiers in full for the roles allowed to see them, masked for everyone else."""
+        if value in (None, "") or sees_patient_identifiers():
             return value
         return mask_field(field, value)
 
@@ -148,7 +151,8 @@ def institution_choice(code: str | None) -> list[dict] | None:
 
 
 def _form_values() -> dict:
-    values = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    values = restore_values({k: v for k, v in request.form.items() if k != "csrf_token"},
+                            request.form.getlist(SEALED_FIELD))
     chosen = institution_choice(values.pop("institution_code", None))
     if chosen is not None and values.get("kind", TWOPATH) == TWOPATH:
         values["twopathfixmedins"] = chosen
@@ -198,7 +202,10 @@ def _form(kind: str, filing: Filing | None, values: dict):
     chosen = ((values.get("twopathfixmedins") or [{}])[0] or {}).get("fixmedins_code", "") \
         if isinstance(values.get("twopathfixmedins"), list) else ""
     action = url_for("twopath.edit", filing_id=filing.id) if filing else url_for("twopath.new_filing", kind=kind)
-    return render_template("twopath/form.html", kind=kind, filing=filing, values=values, action=action,
+    sealed = ""
+    if not sees_patient_identifiers():
+        values, sealed = mask_values(values, IDENTIFYING)
+    return render_template("twopath/form.html", kind=kind, filing=filing, values=values, action=action, sealed=sealed,
                            fields=filings.form_fields(kind), items=catalogue.items(kind_catalogue, True),
                            institutions=catalogue.items("institutions", True),
                            chosen_institution=values.get("institution_code") or chosen,
@@ -216,7 +223,10 @@ def lookup():
                                        opter_name=opter_name, opter_type=opter_type)
     except (filings.FilingError, client.NoOperator) as exc:
         return render_template("twopath/_person.html", error=str(exc), person=None)
-    return render_template("twopath/_person.html", person=person, error=None)
+    sealed = ""
+    if not sees_patient_identifiers():
+        person, sealed = mask_values(person, IDENTIFYING)
+    return render_template("twopath/_person.html", person=person, error=None, sealed=sealed)
 
 
 @bp.post("/import-his")
@@ -455,7 +465,7 @@ def catalogue_import(kind: str):
     if upload is None or not upload.filename:
         flash("请选择 Excel 文件", "error")
         return redirect(url_for("twopath.catalogue_page", kind=kind))
-    applied, errors = catalogue.import_workbook(kind, upload.read())
+    applied, errors = catalogue.import_workbook(kind, upload.read(catalogue.MAX_IMPORT_BYTES + 1))
     if errors:
         flash(f"导入失败：{len(errors)} 处错误，未导入任何数据", "error")
         return _catalogue_page(kind, errors), 422
@@ -613,7 +623,7 @@ def stats():
                                     ("revoked", "已撤销"), ("unsent", "未提交")])
 
 
-def _stats_chart(rows) -> str:
+def _stats_chart(rows) -> dict:
     """Filings per period, stacked by drug / disease (the eight most filed; the rest as 其他)."""
     from web.stats import chart_spec
 

@@ -1,4 +1,6 @@
-/* Baosong admin: CSRF header for HTMX requests, charts from embedded JSON. No external resources. */
+/* Baosong admin: CSRF header for HTMX requests, confirmations, bar widths and charts from embedded JSON.
+   No external resources, no inline script anywhere (the Content-Security-Policy forbids it): pages declare
+   behaviour with data- attributes read here. */
 (function () {
   "use strict";
 
@@ -17,6 +19,33 @@
     var xhr = event.detail.xhr;
     if (xhr && xhr.status === 401) { window.location.href = "/login"; }
   });
+
+  // Confirmations: data-confirm="..." on a form (asked before it is submitted, HTMX or not) or on a
+  // submit button / link (asked when it is used). Captured on the document so a refusal stops HTMX too.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var submitter = event.submitter;
+    var question = (submitter && submitter.getAttribute("data-confirm")) || form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest("a[data-confirm]") : null;
+    if (link && !window.confirm(link.getAttribute("data-confirm"))) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
+  // Progress bars: <span data-percent="42"> gets its width here (style attributes would need an unsafe CSP).
+  function sizeBars(root) {
+    (root || document).querySelectorAll("[data-percent]").forEach(function (bar) {
+      var percent = Math.max(0, Math.min(100, parseFloat(bar.getAttribute("data-percent")) || 0));
+      bar.style.width = percent + "%";
+    });
+  }
 
   function drawCharts(root) {
     if (typeof window.Chart === "undefined") { return; }
@@ -51,7 +80,11 @@
     if (window.Chart) {
       window.Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
     }
+    sizeBars(document);
     drawCharts(document);
   });
-  document.addEventListener("htmx:afterSettle", function (event) { drawCharts(event.target); });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    sizeBars(document);
+    drawCharts(event.target);
+  });
 })();
