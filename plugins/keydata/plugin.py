@@ -2,17 +2,16 @@
 monthly report, SM4-encrypted with an ``authCode`` header (keydata-key-indicators.txt 五).
 
 statDate is always derived from the slot (never from now): see ``spec.hourly_period`` / ``monthly_period``.
-dataFlag: 1 for a first submission, 2 when the same statDate is sent again (``UploadContext.resend``:
-an earlier attempt may have arrived, or an admin re-sent corrected figures with ``resend_update``),
-3 to withdraw (``withdraw``).
+dataFlag and what "不存在" / "重复" answers mean after a lost answer: the resend strategy in
+``plugins.keydata.delivery`` (1 first submission, 2 re-send or correction, 3 withdrawal).
 
-Answer classification (``parse_response``):
+Answer classification (``classify``, then ``delivery.decide``):
     code 200 or "200"                                        -> success
     no answer / timeout / HTTP 5xx, 408, 429 / body not JSON -> retry (the core's 5 min x 3 policy;
                                                                 later attempts send dataFlag 2)
     code != 200 whose message says the platform is busy      -> retry
-    a withdrawal re-sent after a lost answer, told the record does not exist -> success (it is gone)
-    any other code != 200 (decryption, authCode, field, duplicate...) and other HTTP 4xx -> reject,
+    "不存在" for dataFlag 2, "重复" for dataFlag 1             -> the strategy's follow-up (see delivery)
+    any other code != 200 (decryption, authCode, field...) and other HTTP 4xx -> reject,
                                                                 with the platform's message
 """
 
@@ -45,7 +44,7 @@ from core.hook_types import (
 )
 from core.hookspecs import hookimpl
 from core.models import Upload, UploadStatus
-from plugins.keydata import models, queries, spec
+from plugins.keydata import delivery, models, queries, spec
 from plugins.keydata.models import KeydataDepartmentMapping, KeydataNationalDepartment  # noqa: F401 (tables)
 
 REGULATOR = "keydata"
@@ -100,7 +99,6 @@ _TITLES = {
     spec.MONTHLY: "数据月报",
 }
 _URL_SETTING = {kind: f"{kind}_url" for kind in spec.KINDS}
-_NOT_HELD = re.compile(r"不存在|没有已上报|无此")
 _BUSY = re.compile(r"系统繁忙|服务繁忙|稍后再试|稍后重试|服务暂不可用|系统异常|超时")
 # Our own sources for the CT08.00.002 codes (the database table, loaded from the shipped file).
 pipeline.register_dictionary(spec.DICTIONARY, models.national_departments)
@@ -196,12 +194,7 @@ def sign(upload: UploadContext, payload: Payload) -> OutboundRequest:
 
 @hookimpl
 def parse_response(upload: UploadContext, response: Response) -> Outcome:
-    outcome = classify(response)
-    if (outcome.kind == "reject" and upload.operation == "delete" and upload.resend
-            and _NOT_HELD.search(outcome.message)):
-        # An earlier withdrawal attempt whose answer was lost did arrive: the record is gone, as wanted.
-        return Outcome("success", code=outcome.code, message=f"平台已无此记录（前次撤回已生效）：{outcome.message}")
-    return outcome
+    return delivery.decide(upload, response, classify(response))
 
 
 def classify(response: Response) -> Outcome:
@@ -354,9 +347,7 @@ def _withheld(settings, *, strict: bool = True) -> list[str]:
 
 def data_flag(upload: UploadContext) -> str:
     """3 withdraws; 2 re-sends a statDate the platform may already hold; 1 is a first submission."""
-    if upload.operation == "delete":
-        return spec.DATA_FLAGS["delete"]
-    return spec.DATA_FLAGS["update"] if upload.resend or upload.operation == "update" else spec.DATA_FLAGS["new"]
+    return delivery.flag_to_send(upload)
 
 
 def _hospital_daily_fields(figures: dict[str, Any], settings) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from core.errors import AlreadyDelivered, ConfigurationError, RejectUpload, Retr
 from core.hook_types import OutboundRequest, Outcome, Payload, Response, Settings, UploadContext, UploadPlan
 from core.models import Upload, UploadStatus
 from core.plugins import registry
-from plugins.twopath import protocol
+from plugins.twopath import delivery, protocol
 from plugins.twopath.models import SignIn
 
 REGULATOR = "twopath"
@@ -166,7 +166,7 @@ def build(upload: UploadContext) -> Payload:
         raise RejectUpload(f"交易 {infno} 没有字段表，拒绝发送")
     settings = upload.settings
     row = upload.rows[0]
-    if infno in ("2511", "2503") and (upload.resend or row.get("query_first")):
+    if delivery.must_query_first(upload, infno, row):
         found = query_before_resend(upload, infno, row)
         if found is not None:
             appno = found.get("appno", "")
