@@ -110,8 +110,12 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
 
 
 def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_interval: int,
-           retry_max: int, result: dict | None = None, search_keys: list[str] | None = None) -> None:
-    """Apply an attempt's outcome: success, retry (bounded automatic retries) or reject."""
+           retry_max: int, result: dict | None = None, search_keys: list[str] | None = None,
+           follow_up: bool = False) -> None:
+    """Apply an attempt's outcome: success, retry (bounded automatic retries) or reject. ``result`` is
+    merged whatever the kind (a plugin keeps its strategy state there). ``follow_up``: the plugin asked
+    for another attempt right away; it is due now and does not use up an automatic retry (the pipeline
+    bounds follow-ups in a row)."""
     now = _now()
     upload.lease_until = None
     upload.last_code = code
@@ -120,7 +124,11 @@ def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_i
         upload.result = {**(upload.result or {}), **result}
     if search_keys:
         upload.search_text = search_text([upload.search_text, *search_keys])
-    if kind == "success":
+    if follow_up:
+        upload.status = UploadStatus.RETRY_WAIT
+        upload.next_retry_at = now
+        upload.finished_at = None
+    elif kind == "success":
         upload.status = UploadStatus.SUCCEEDED
         upload.finished_at = now
     elif kind == "reject":

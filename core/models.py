@@ -106,10 +106,20 @@ class Attempt(db.Model):
     code: Mapped[str | None] = mapped_column(sa.String(40))
     message: Mapped[str | None] = mapped_column(sa.Text)
     outcome: Mapped[str | None] = mapped_column(sa.String(16))  # success / retry / reject / unknown
+    # How far the request got: not_sent / maybe_delivered / answered / unknown (core.hook_types); None: the
+    # attempt stopped before sending.
+    delivery: Mapped[str | None] = mapped_column(sa.String(16))
+    operation_sent: Mapped[str | None] = mapped_column(sa.String(16))  # OutboundRequest.operation
     error: Mapped[str | None] = mapped_column(sa.Text)
     traceback: Mapped[str | None] = mapped_column(sa.Text)
 
     upload: Mapped[Upload] = relationship(back_populates="attempt_list")
+
+    @property
+    def delivery_label(self) -> str:
+        from core.hook_types import DELIVERY_LABELS
+
+        return DELIVERY_LABELS.get(self.delivery or "", "未发送")
 
 
 class Task(db.Model):
