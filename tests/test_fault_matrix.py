@@ -22,6 +22,11 @@ from core.plugins import Registry, make_plugin_manager, use_registry
 from core.sandbox_faults import FAULTS
 from core.scheduler import run_slot
 from core.settings import save_regulator_setting
+from plugins.keydata import plugin as keydata_plugin
+from plugins.keydata import sandbox as keydata_sandbox
+from plugins.shangrao_insurance import plugin as shangrao_plugin
+from plugins.twopath import plugin as twopath_plugin
+from plugins.twopath import sandbox as twopath_sandbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FINAL = (UploadStatus.SUCCEEDED, UploadStatus.REJECTED, UploadStatus.FAILED, UploadStatus.CANCELLED)
@@ -41,6 +46,15 @@ def drive(upload_id: int, attempts: int = 10) -> Upload:
     return upload
 
 
+def manual_retry(upload_id: int) -> Upload:
+    """What the admin's 重试 (and bulk retry) does: mark the final upload for another attempt, run it."""
+    from core import ledger
+
+    ledger.mark_for_manual_retry(db.session.get(Upload, upload_id))
+    db.session.commit()
+    return drive(upload_id)
+
+
 def post(url: str, path: str, body: dict) -> dict:
     answer = requests.post(f"{url}/_sandbox/{path}", json=body, timeout=5)
     answer.raise_for_status()
@@ -58,21 +72,19 @@ KEYDATA_READINGS = [dict(update_absent=u, new_existing=n)
 
 
 @pytest.fixture
-def keydata(request, app, serve, his_url, monkeypatch):
+def keydata(app, serve, his_url, monkeypatch):
     from types import SimpleNamespace
 
-    from plugins.keydata import plugin, sandbox
-
-    use_only(plugin)
+    use_only(keydata_plugin)
     monkeypatch.setenv("HIS_DATABASE_URL", his_url)
     config: dict = {}
-    url = serve(sandbox.make_app(config))
-    client, own = sandbox.demo_config(url)
+    url = serve(keydata_sandbox.make_app(config))
+    client, own = keydata_sandbox.demo_config(url)
     config.update(own)
     for key, value in {**client["keydata"], "timeout": "0.6"}.items():
         save_regulator_setting("keydata", key, value)
     db.session.commit()
-    sandbox.seed()
+    keydata_sandbox.seed()
     yield SimpleNamespace(url=url)
     use_registry(None)
 
@@ -112,6 +124,7 @@ def assert_keydata_delivered_once(url: str, upload_ids: list[int]) -> None:
     assert len(held) == len(upload_ids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("reading", KEYDATA_READINGS, ids=lambda r: f"{r['update_absent']}-{r['new_existing']}")
@@ -124,16 +137,15 @@ def test_keydata_delivers_each_hour_once_whatever_the_reading_and_the_fault(keyd
     assert_keydata_delivered_once(keydata.url, upload_ids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("delete_absent", ["reject", "ok"])
 def test_a_withdrawal_under_faults_leaves_nothing_held_and_succeeds(keydata, fault, delete_absent):
-    from plugins.keydata import plugin
-
     post(keydata.url, "readings", {"delete_absent": delete_absent})
     [upload_id] = plan_keydata_hours(range(9, 10))
     assert drive(upload_id).status == UploadStatus.SUCCEEDED
     post(keydata.url, "faults", {"inject": [{"fault": fault, "count": 1, "seconds": 1.0}]})
-    withdrawal = drive(plugin.withdraw(upload_id, "admin"))
+    withdrawal = drive(keydata_plugin.withdraw(upload_id, "admin"))
     assert keydata_held(keydata.url) == {}
     assert withdrawal.status == UploadStatus.SUCCEEDED, withdrawal.last_message
 
@@ -171,7 +183,7 @@ def test_a_rejected_keydata_upload_is_delivered_by_a_manual_retry_once_the_cause
     upload = drive(upload_id)
     assert upload.status == UploadStatus.REJECTED and "presCount" in upload.last_message
     post(keydata.url, "faults", {"reset": True})
-    assert drive(upload_id).status == UploadStatus.SUCCEEDED  # a manual retry is one more attempt
+    assert manual_retry(upload_id).status == UploadStatus.SUCCEEDED
     assert_keydata_delivered_once(keydata.url, [upload_id])
 
 
@@ -186,9 +198,7 @@ CODE = "H36110200001"
 def shangrao(app, serve):
     from test_shangrao_support import configure_sandbox
 
-    from plugins.shangrao_insurance import plugin
-
-    use_only(plugin)
+    use_only(shangrao_plugin)
     yield configure_sandbox(serve, timeout="1")
     use_registry(None)
 
@@ -219,6 +229,7 @@ def assert_shangrao_delivered_once(url: str, upload_ids: list[int]) -> None:
     assert len(keys) == sum(len(drive(i).rows) for i in upload_ids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("reading", SHANGRAO_READINGS, ids=lambda r: f"{r['msgid_taken']}-{r['repeat_msgid']}")
@@ -247,7 +258,7 @@ def test_a_refused_batch_is_delivered_after_the_fix_whether_or_not_its_msgid_was
     [upload_id] = plan_shangrao(1)
     assert drive(upload_id).status == UploadStatus.REJECTED
     post(shangrao.url, "faults", {"reset": True})
-    upload = drive(upload_id)  # the person's retry after the fix
+    upload = manual_retry(upload_id)  # the person's retry after the fix
     assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
     if msgid_taken == "on_receipt":  # 40005 for a msgid nothing of ours delivered: a new msgid
         assert [a.code for a in upload.attempt_list] == ["40003", "40005", "200"]
@@ -261,12 +272,10 @@ def test_a_refused_batch_is_delivered_after_the_fix_whether_or_not_its_msgid_was
 def platform(app, serve):
     from test_twopath import _configure
 
-    from plugins.twopath import plugin, sandbox
-
-    use_only(plugin)
-    client_settings, config = sandbox.demo_config("")
+    use_only(twopath_plugin)
+    client_settings, config = twopath_sandbox.demo_config("")
     config.update(review_delay_seconds=600, sign_ttl_seconds=3600, reject_every=0)
-    url = serve(sandbox.make_app(config))
+    url = serve(twopath_sandbox.make_app(config))
     _configure(client_settings["twopath"], base_url=url, timeout_seconds="1")
     yield url
     use_registry(None)
@@ -276,6 +285,7 @@ def filings_held(url: str) -> list[dict]:
     return [f for f in requests.get(f"{url}/_sandbox/records", timeout=5).json()["filings"] if f["status"] != "revoked"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("duplicate_filing", ["refuse", "accept"])

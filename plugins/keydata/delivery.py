@@ -49,9 +49,9 @@ def may_have_landed(attempt: Any) -> bool:
     delivery = getattr(attempt, "delivery", None)
     if delivery in _LANDED_DELIVERY:
         return True
-    if delivery == "not_sent":
+    if delivery != "answered":  # "not_sent", or None: it stopped before sending
         return False
-    return getattr(attempt, "outcome", None) in ("success", "retry", "unknown", None)
+    return getattr(attempt, "outcome", None) in ("success", "retry", "unknown")
 
 
 def uncertain(upload: UploadContext) -> bool:

@@ -99,6 +99,7 @@ _TITLES = {
     spec.MONTHLY: "数据月报",
 }
 _URL_SETTING = {kind: f"{kind}_url" for kind in spec.KINDS}
+_OPERATION_OF_FLAG = {flag: operation for operation, flag in spec.DATA_FLAGS.items()}
 _BUSY = re.compile(r"系统繁忙|服务繁忙|稍后再试|稍后重试|服务暂不可用|系统异常|超时")
 # Our own sources for the CT08.00.002 codes (the database table, loaded from the shipped file).
 pipeline.register_dictionary(spec.DICTIONARY, models.national_departments)
@@ -189,6 +190,7 @@ def sign(upload: UploadContext, payload: Payload) -> OutboundRequest:
         url=url, body=body, plaintext=plaintext, timeout=_timeout(settings.get("timeout", "30")),
         headers={"authCode": settings.get("auth_code"), "Content-Type": content_type},
         secret_headers=frozenset({"authCode"}),
+        operation=_OPERATION_OF_FLAG.get(str(payload.document.get("dataFlag"))),
     )
 
 

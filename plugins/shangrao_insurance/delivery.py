@@ -40,9 +40,9 @@ def may_have_landed(attempt: Any) -> bool:
     delivery = getattr(attempt, "delivery", None)
     if delivery in _LANDED_DELIVERY:
         return True
-    if delivery == "not_sent":
+    if delivery != "answered":  # "not_sent", or None: it stopped before sending
         return False
-    return getattr(attempt, "outcome", None) in ("success", "retry", "unknown", None)
+    return getattr(attempt, "outcome", None) in ("success", "retry", "unknown")
 
 
 def current_msgid_may_have_landed(upload: UploadContext) -> bool:
