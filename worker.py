@@ -1,18 +1,24 @@
 """The RQ worker entry (``python worker.py`` or ``baosong worker``).
 
 On start it runs the crypto self-test (uploads stop with a clear message if it fails) and a sweep,
-so uploads a killed worker left behind are re-run.
+so uploads a killed worker left behind are re-run. It outlives Redis: if the connection is lost (a
+restart, a network cut) or RQ's loop ends on an error, it waits with backoff, sweeps again (a Redis
+restarted empty has lost every queued job; the ledger has not) and works on. Only a stop request
+(SIGTERM/SIGINT, handled by RQ) or ``--burst`` ends it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 
 log = logging.getLogger("baosong.worker")
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def main(burst: bool = False) -> int:
+    import redis
     from rq import Worker
 
     from core.app import process_app
@@ -28,11 +34,25 @@ def main(burst: bool = False) -> int:
     from core.plugins import registry
 
     registry()  # import every plugin once, before RQ forks a work-horse per job
-    with process_app().app_context():
-        log.info("start-up sweep: %s", sweep())
-    worker = Worker(queues(), connection=connection())
-    worker.work(burst=burst, with_scheduler=False)
-    return 0
+    backoff = 1.0
+    while True:
+        try:
+            with process_app().app_context():
+                try:
+                    log.info("start-up sweep: %s", sweep())
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    raise
+                except Exception:  # the sweep must never keep a worker from working
+                    log.exception("start-up sweep failed; working on")
+            worker = Worker(queues(), connection=connection())
+            worker.work(burst=burst, with_scheduler=False)
+            if burst or getattr(worker, "_stop_requested", False):
+                return 0
+            log.warning("the RQ loop ended without a stop request; restarting in %.0f s", backoff)
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
+            log.warning("Redis unreachable (%s); reconnecting in %.0f s", exc, backoff)
+        time.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ class ReportType:
     timezone: str = "Asia/Shanghai"
     available: bool = True  # False: the documents do not define it; the UI says so and it refuses to send
     unavailable_reason: str = ""
+    # A slot (aware, in ``timezone``) that carries another period's final figures and so is never dropped
+    # by a "latest" catch-up (e.g. keydata's 00:00 run: the previous day's full-day figures).
+    must_run_slot: Callable[[datetime], bool] | None = None
 
 
 @dataclass

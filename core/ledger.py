@@ -33,10 +33,16 @@ def search_text(plan_keys: Iterable[str]) -> str:
     return " ".join(k for k in plan_keys if k)[:1000]
 
 
-def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str | None = None) -> list[int]:
+def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str | None = None,
+                 slot_id: int | None = None) -> list[int]:
     """Write planned uploads (skipping business keys already in the ledger), their held-back records
-    and watermarks in one transaction; return the ids of the new uploads."""
+    and watermarks in one transaction; return the ids of the new uploads. Planning a slot again
+    (``slot_id``) resolves what it held back before: what is still held is recorded anew."""
     new_ids: list[Upload] = []
+    if slot_id is not None:
+        db.session.execute(
+            sa.update(HeldBack).where(HeldBack.slot_id == slot_id, HeldBack.resolved.is_(False)).values(resolved=True)
+        )
     for plan in plans:
         exists = db.session.execute(
             sa.select(Upload.id).filter_by(report_type=report_type.name, business_key=plan.business_key)
@@ -49,6 +55,7 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
                     record_key=problem.record_key,
                     field=problem.field,
                     reason=problem.reason,
+                    slot_id=slot_id,
                 )
             )
         if exists is None and plan.rows is not None:
@@ -179,13 +186,15 @@ def due_retries(now: datetime, limit: int = 500) -> list[Upload]:
     )
 
 
-def forgotten_pending(older_than: datetime, limit: int = 500) -> list[Upload]:
-    """Pending uploads whose job may have been lost (a Redis restart between commit and enqueue)."""
-    return list(
-        db.session.execute(
-            sa.select(Upload)
-            .where(Upload.status == UploadStatus.PENDING, Upload.created_at < older_than)
+def forgotten_pending(older_than: datetime, limit: int = 500, after_id: int = 0) -> list[tuple[int, int]]:
+    """(id, attempts) of pending uploads whose job may have been lost (a Redis restart between commit and
+    enqueue, a flushed queue), by id from ``after_id`` so a caller can page through all of them."""
+    return [
+        (row.id, row.attempts)
+        for row in db.session.execute(
+            sa.select(Upload.id, Upload.attempts)
+            .where(Upload.status == UploadStatus.PENDING, Upload.created_at < older_than, Upload.id > after_id)
             .order_by(Upload.id)
             .limit(limit)
-        ).scalars()
-    )
+        )
+    ]

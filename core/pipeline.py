@@ -250,8 +250,11 @@ def _as_text(document) -> str:
 
 def sweep(now=None) -> dict[str, int]:
     """Periodic housekeeping, also run at worker start: re-run uploads left SENDING by a dead worker,
-    enqueue due automatic retries (unless stopped) and pending uploads whose job was lost."""
+    enqueue due automatic retries (unless stopped) and every pending upload no queue or worker holds,
+    and resume back-fills whose job was lost. Judged from the ledger alone: whatever Redis lost or an
+    old job hash says, work the ledger owes is enqueued again (the claim keeps it to one run)."""
     from core import queue
+    from core.scheduler import resume_stalled_backfills
 
     now_utc = clock.utc_naive(now or clock.now())
     counts = {"recovered": 0, "retried": 0, "requeued": 0}
@@ -268,11 +271,22 @@ def sweep(now=None) -> dict[str, int]:
         upload.next_retry_at = now_utc
         counts["recovered"] += 1
     db.session.commit()
+    live = queue.live_job_ids()
     if settings.flag("auto_retry_stopped") != "1":
         for upload in ledger.due_retries(now_utc):
-            queue.enqueue_upload(upload.id, upload.attempts)
-            counts["retried"] += 1
-    for upload in ledger.forgotten_pending(now_utc - timedelta(seconds=60)):
-        if queue.enqueue_upload(upload.id, upload.attempts, bulk=True):
-            counts["requeued"] += 1
+            if queue.enqueue_upload(upload.id, upload.attempts, live=live):
+                counts["retried"] += 1
+    after_id = 0
+    while True:
+        batch = ledger.forgotten_pending(now_utc - timedelta(seconds=60), limit=2000, after_id=after_id)
+        if not batch:
+            break
+        for upload_id, attempts in batch:
+            if queue.upload_job_id(upload_id, attempts) not in live and queue.enqueue_upload(
+                    upload_id, attempts, bulk=True, live=live):
+                counts["requeued"] += 1
+        after_id = batch[-1][0]
+    resumed = resume_stalled_backfills(now)
+    if resumed:
+        counts["backfills"] = resumed
     return counts

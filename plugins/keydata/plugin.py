@@ -106,7 +106,8 @@ pipeline.register_dictionary(spec.DICTIONARY, models.national_departments)
 
 
 def report_types() -> list[ReportType]:
-    hourly = dict(cron="0 * * * *", catch_up="latest")
+    # The 00:00 run carries the previous day's full-day figures: a "latest" catch-up never drops it.
+    hourly = dict(cron="0 * * * *", catch_up="latest", must_run_slot=_is_midnight)
     return [
         ReportType(name=f"keydata.{spec.HOSPITAL_DAILY}", title=_TITLES[spec.HOSPITAL_DAILY], regulator=REGULATOR,
                    schema=spec.schema(spec.HOSPITAL_DAILY), queries=queries.HOSPITAL_DAILY, **hourly),
@@ -116,6 +117,10 @@ def report_types() -> list[ReportType]:
         ReportType(name=f"keydata.{spec.MONTHLY}", title=_TITLES[spec.MONTHLY], regulator=REGULATOR,
                    cron="0 0 1 * *", catch_up="all", schema=spec.schema(spec.MONTHLY), queries=queries.MONTHLY),
     ]
+
+
+def _is_midnight(slot) -> bool:
+    return slot.hour == 0 and slot.minute == 0
 
 
 def kind_of(report_type: ReportType | str) -> str:
