@@ -324,3 +324,37 @@ def test_seen_a_2511_is_not_filed_twice_after_a_dropped_connection(platform):
     calls = requests.get(f"{platform}/_sandbox/records", timeout=5).json()["calls"]
     assert calls["2511"] == 1 and calls["5311"] == 1  # asked, found, not filed again
 
+
+
+@pytest.mark.parametrize("fault", ["drop_after_store", "error_after_store", "truncated_after_store"])
+@pytest.mark.parametrize(("kind", "code", "path"), [("twopath", "XL01XC03", "2512"), ("chronic", "M03900", "2504")])
+def test_a_revoke_whose_answer_was_lost_is_not_taken_for_a_refusal(platform, kind, code, path, fault):
+    from test_twopath import new_filing
+
+    from plugins.twopath import filings
+    from plugins.twopath.models import Filing, FilingStatus
+
+    filing = new_filing(kind, 0 if kind == "twopath" else 1, code=code)
+    assert drive(filings.submit(filing, actor="tester", opter="op1", opter_name="经办甲", enqueue=False)).status \
+        == UploadStatus.SUCCEEDED
+    post(platform, "faults", {"inject": [{"fault": fault, "count": 1, "path": path}]})
+    upload = drive(filings.revoke(db.session.get(Filing, filing.id), actor="tester", enqueue=False))
+    # The re-sent revoke is refused (already revoked); the query shows the filing gone: it was revoked.
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    assert filings_held(platform) == []
+    assert db.session.get(Filing, filing.id).status == FilingStatus.REVOKED
+
+
+def test_a_revoke_refused_for_a_reviewed_filing_stays_a_refusal(platform):
+    from test_twopath import new_filing
+
+    from plugins.twopath import filings
+    from plugins.twopath.models import Filing
+
+    filing = new_filing("twopath", 0)
+    drive(filings.submit(filing, actor="tester", opter="op1", opter_name="经办甲", enqueue=False))
+    filing = db.session.get(Filing, filing.id)
+    post(platform, "review", {"appno": filing.appy_no, "decision": "approved"})
+    post(platform, "faults", {"inject": [{"fault": "error_after_store", "count": 1, "path": "2512"}]})
+    upload = drive(filings.revoke(filing, actor="tester", enqueue=False))
+    assert upload.status == UploadStatus.REJECTED and "已审核" in upload.last_message  # still listed: refused

@@ -278,6 +278,9 @@ def parse(upload: UploadContext, response: Response) -> Outcome:
         if infno != "9001" and any(k.strip() in err_msg for k in keywords):
             invalidate_sign_in(row.get("opter") or upload.settings.get("default_opter"))
             return Outcome("retry", SIGN_EXPIRED, f"签到已失效（{err_msg}），重试时重新签到", search_keys=keys)
+        if delivery.revocation_took_effect(upload, infno, row):
+            return Outcome("success", QUERY_FIRST, f"查询确认前次撤销已生效，平台已无该备案（{err_msg}）",
+                           search_keys=keys)
         return Outcome("reject", str(code), err_msg or "平台返回失败", search_keys=keys)
     output = answer.get("output") or {}
     if isinstance(output, str):  # some deployments send output as a JSON string

@@ -69,3 +69,32 @@ def must_query_first(upload: UploadContext, infno: str, row: dict[str, Any]) -> 
         return False
     return bool(row.get("query_first")) or this_upload_may_have_landed(upload) \
         or earlier_submission_may_have_landed(upload, row.get("filing_id"))
+
+
+# A revoke (2512 / 2504) re-sent after a lost answer is refused ("已撤销或已审核") when the lost one did
+# arrive: ask the platform whether the filing is still there before calling it a refusal.
+REVOKE_INTERFACES = {"2512": "2511", "2504": "2503"}
+
+
+def submitted_row(upload: UploadContext, filing_id: Any) -> dict[str, Any] | None:
+    """The row of the filing's succeeded submission: what the platform was given."""
+    filing_type = f"twopath.{REVOKE_INTERFACES[upload.report_type.name.removeprefix('twopath.')]}"
+    done = db.session.execute(
+        sa.select(Upload).where(Upload.report_type == filing_type, Upload.status == UploadStatus.SUCCEEDED,
+                                Upload.business_key.like(f"filing-{filing_id}-submit-%"))
+        .order_by(Upload.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return (done.rows or [None])[0] if done is not None else None
+
+
+def revocation_took_effect(upload: UploadContext, infno: str, row: dict[str, Any]) -> bool:
+    """After an attempt of this revoke may have landed, a refusal is checked with 5311 / 5301: the
+    filing no longer listed means the earlier attempt revoked it. Unknown (no submission found): False."""
+    from plugins.twopath import client
+
+    if infno not in REVOKE_INTERFACES or not this_upload_may_have_landed(upload):
+        return False
+    submitted = submitted_row(upload, row.get("filing_id"))
+    if submitted is None:
+        return False
+    return client.query_before_resend(upload, REVOKE_INTERFACES[infno], submitted) is None
