@@ -175,6 +175,18 @@ def test_seen_a_dropped_connection_after_storing_is_not_a_false_duplicate_reject
     assert keydata_inserts(keydata.url) == {upload.period: 1}
 
 
+def test_a_correction_of_a_record_the_platform_no_longer_holds_goes_through_the_strategy(keydata):
+    # 更正重报 sends dataFlag 2; a platform whose update does not insert answers "not found": a new follows.
+    post(keydata.url, "readings", {"update_absent": "reject"})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    assert drive(upload_id).status == UploadStatus.SUCCEEDED
+    assert drive(keydata_plugin.withdraw(upload_id, "admin")).status == UploadStatus.SUCCEEDED
+    correction = drive(keydata_plugin.resend_update(upload_id, "admin"))
+    assert correction.status == UploadStatus.SUCCEEDED, correction.last_message
+    assert [a.operation_sent for a in correction.attempt_list] == ["update", "new"]
+    assert list(keydata_held(keydata.url)) == [correction.period]
+
+
 def test_a_rejected_keydata_upload_is_delivered_by_a_manual_retry_once_the_cause_is_gone(keydata):
     post(keydata.url, "readings", {"update_absent": "reject"})
     post(keydata.url, "faults", {"inject": [{"fault": "error_after_store", "count": 1}],
