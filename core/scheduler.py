@@ -253,15 +253,20 @@ def tick(now: datetime | None = None, *, report_type: str | None = None) -> dict
             _record_due(task, run, skipped, due[-1])
         count = 0
         tz = ZoneInfo(task.timezone)
-        for slot_row in open_slots(task.report_type):
-            slot = clock.from_db(slot_row.slot_at)
+        # Plain values: the rows change under us (another runner may claim any of them meanwhile).
+        for slot_id, slot_at, origin, status in [(r.id, r.slot_at, r.origin, r.status)
+                                                 for r in open_slots(task.report_type)]:
+            slot = clock.from_db(slot_at)
             if slot > now:
                 continue
-            if slot_row.status == SlotStatus.PLANNING:  # its runner died: due again
-                slot_row.status, slot_row.message = SlotStatus.DUE, "上次执行中断，重新计划"
+            if status == SlotStatus.PLANNING:  # its runner died: due again (unless just claimed anew)
+                db.session.execute(
+                    sa.update(Slot).where(Slot.id == slot_id, Slot.status == SlotStatus.PLANNING,
+                                          Slot.claimed_at < _now() - PLANNING_TIMEOUT)
+                    .values(status=SlotStatus.DUE, message="上次执行中断，重新计划"))
                 db.session.commit()
             try:
-                count += len(run_slot(task.report_type, slot, slot_row.origin))
+                count += len(run_slot(task.report_type, slot, origin))
                 task.last_result = f"{slot.astimezone(tz):%Y-%m-%d %H:%M} 计划 {count} 条上报"
             except Exception as exc:
                 db.session.rollback()
