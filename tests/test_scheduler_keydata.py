@@ -24,7 +24,7 @@ def send_pending() -> None:
         pipeline.attempt(upload.id, upload.attempts)
 
 
-def test_a_scheduler_down_across_midnight_still_sends_the_full_day_slot(keydata):
+def test_a_scheduler_down_across_midnight_still_sends_the_full_day_slot(keydata):  # noqa: F811
     task = db.session.execute(sa.select(Task).filter_by(report_type=HOURLY)).scalar_one()
     task.last_slot_at = clock.utc_naive(at(2025, 1, 31, 22, 30))  # last seen before the outage
     db.session.commit()
@@ -42,7 +42,7 @@ def test_a_scheduler_down_across_midnight_still_sends_the_full_day_slot(keydata)
     assert held(keydata, report="hospital_daily", statDate="2025/02/01 01:59:59")
 
 
-def test_held_back_department_records_are_sent_once_the_department_is_mapped(keydata, work):
+def test_held_back_department_records_are_sent_once_the_department_is_mapped(keydata, work):  # noqa: F811
     from web.dashboard import held_back_groups
 
     clock.freeze(at(2025, 1, 31, 12, 0))
