@@ -217,6 +217,7 @@ class BackfillRun(db.Model):
     uploads: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
     message: Mapped[str | None] = mapped_column(sa.Text)
+    cursor_at: Mapped[datetime | None] = mapped_column(sa.DateTime)  # UTC, the last slot done
     created_by: Mapped[str | None] = mapped_column(sa.String(80))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)

@@ -64,15 +64,16 @@ def next_runs(expression: str, tz: str, after: datetime, count: int = 5) -> list
     return [it.get_next(datetime) for _ in range(count)]
 
 
-def slots_between(expression: str, tz: str, start: datetime, end: datetime) -> list[datetime]:
-    """Firings in (start, end], aware in the task's time zone."""
+def slots_between(expression: str, tz: str, start: datetime, end: datetime, limit: int | None = None) -> list[datetime]:
+    """Firings in (start, end], aware in the task's time zone (the first ``limit`` of them)."""
     it = croniter(expression, start.astimezone(ZoneInfo(tz)))
     out: list[datetime] = []
-    while True:
+    while limit is None or len(out) < limit:
         moment = it.get_next(datetime)
         if moment > end:
             return out
         out.append(moment)
+    return out
 
 
 def ensure_tasks() -> None:
@@ -253,15 +254,20 @@ def tick(now: datetime | None = None, *, report_type: str | None = None) -> dict
             _record_due(task, run, skipped, due[-1])
         count = 0
         tz = ZoneInfo(task.timezone)
-        for slot_row in open_slots(task.report_type):
-            slot = clock.from_db(slot_row.slot_at)
+        # Plain values: the rows change under us (another runner may claim any of them meanwhile).
+        for slot_id, slot_at, origin, status in [(r.id, r.slot_at, r.origin, r.status)
+                                                 for r in open_slots(task.report_type)]:
+            slot = clock.from_db(slot_at)
             if slot > now:
                 continue
-            if slot_row.status == SlotStatus.PLANNING:  # its runner died: due again
-                slot_row.status, slot_row.message = SlotStatus.DUE, "上次执行中断，重新计划"
+            if status == SlotStatus.PLANNING:  # its runner died: due again (unless just claimed anew)
+                db.session.execute(
+                    sa.update(Slot).where(Slot.id == slot_id, Slot.status == SlotStatus.PLANNING,
+                                          Slot.claimed_at < _now() - PLANNING_TIMEOUT)
+                    .values(status=SlotStatus.DUE, message="上次执行中断，重新计划"))
                 db.session.commit()
             try:
-                count += len(run_slot(task.report_type, slot, slot_row.origin))
+                count += len(run_slot(task.report_type, slot, origin))
                 task.last_result = f"{slot.astimezone(tz):%Y-%m-%d %H:%M} 计划 {count} 条上报"
             except Exception as exc:
                 db.session.rollback()
@@ -281,13 +287,13 @@ def _cron_of(report_type_name: str) -> tuple[str, str]:
     return cron, task.timezone if task else report_type.timezone
 
 
-def backfill_slots(report_type_name: str, start: datetime, end: datetime) -> list[datetime]:
+def backfill_slots(report_type_name: str, start: datetime, end: datetime, limit: int | None = None) -> list[datetime]:
     """Slots of the report type's schedule in [start, end], never after now (a period not ended yet)."""
     cron, tz = _cron_of(report_type_name)
     end = min(end, clock.now())
     if end < start:
         return []
-    return slots_between(cron, tz, start - timedelta(seconds=1), end)
+    return slots_between(cron, tz, start - timedelta(seconds=1), end, limit)
 
 
 def backfill(report_type_name: str, start: datetime, end: datetime, *, dry_run: bool = False,
@@ -376,10 +382,12 @@ def replan_held_back_job(report_type_name: str, department: str | None = None) -
 # --- back-fill runs: long ranges in the background, with progress ------------------------------------
 
 def start_backfill(report_type_name: str, start: datetime, end: datetime, *, replan: bool = False,
-                   actor: str | None = None, enqueue: bool = True) -> BackfillRun:
-    """Record a back-fill run and hand it to a worker; the admin shows its progress (``BackfillRun``)."""
+                   actor: str | None = None, enqueue: bool = True, total: int | None = None) -> BackfillRun:
+    """Record a back-fill run and hand it to a worker; the admin shows its progress (``BackfillRun``).
+    ``total``: the slot count if the caller has it already (counting years of slots takes seconds)."""
     end = min(end, clock.now())
-    total = len(backfill_slots(report_type_name, start, end))
+    if total is None:
+        total = len(backfill_slots(report_type_name, start, end))
     run = BackfillRun(report_type=report_type_name, start_at=clock.utc_naive(start), end_at=clock.utc_naive(end),
                       replan=replan, total=total, created_by=actor, status="queued")
     db.session.add(run)
@@ -411,15 +419,20 @@ def run_backfill_chunk(run_id: int, chunk: int = 0, *, enqueue: bool = True) -> 
         return {}
     run.status = "running"
     db.session.commit()
-    slots = backfill_slots(run.report_type, clock.from_db(run.start_at), clock.from_db(run.end_at))
-    todo = slots[run.done:run.done + chunk] if chunk else slots[run.done:]
+    # From the last slot done (``cursor_at``): each chunk works out only its own slots.
+    cursor = clock.from_db(run.cursor_at) if run.cursor_at else clock.from_db(run.start_at) - timedelta(seconds=1)
+    cron, tz = _cron_of(run.report_type)
+    todo = slots_between(cron, tz, cursor, clock.from_db(run.end_at), chunk or None)
+    finished = not todo or (chunk and len(todo) < chunk)
     done, uploads, errors = run.done, run.uploads, run.errors
     report_type, replan = run.report_type, run.replan
 
-    def save(status: str | None = None, message: str | None = None) -> BackfillRun:
+    def save(status: str | None = None, message: str | None = None, last: datetime | None = None) -> BackfillRun:
         current = db.session.get(BackfillRun, run_id)
         current.done, current.uploads, current.errors = done, uploads, errors
-        current.total = len(slots)
+        current.total = max(current.total, done)
+        if last is not None:
+            current.cursor_at = clock.utc_naive(last)
         if status:
             current.status, current.message, current.finished_at = status, message, _now()
         db.session.commit()
@@ -434,19 +447,20 @@ def run_backfill_chunk(run_id: int, chunk: int = 0, *, enqueue: bool = True) -> 
                 errors += 1
             done += 1
             if index % BACKFILL_PROGRESS_EVERY == 0:
-                save()
-        if done >= len(slots):
-            run = save("done", f"共 {len(slots)} 个时段，计划 {uploads} 条上报"
-                       + (f"，{errors} 个时段出错（可重新计划）" if errors else ""))
+                save(last=slot)
+        last = todo[-1] if todo else None
+        if finished or (chunk == 0):
+            run = save("done", f"共 {done} 个时段，计划 {uploads} 条上报"
+                       + (f"，{errors} 个时段出错（可重新计划）" if errors else ""), last=last)
         else:
-            run = save()
+            run = save(last=last)
     except Exception as exc:
         db.session.rollback()
         run = save("failed", f"{type(exc).__name__}: {exc}"[:2000])
         raise
     if run.status == "running" and enqueue:
         enqueue_backfill_run(run_id)
-    return {"done": run.done, "total": len(slots), "uploads": run.uploads}
+    return {"done": run.done, "total": run.total, "uploads": run.uploads}
 
 
 def resume_stalled_backfills(now: datetime | None = None) -> int:

@@ -328,7 +328,8 @@ def backfill(task_id: int):
     if count == 0:
         flash("所选范围内没有已结束的时段", "warn")
         return redirect(url_for("tasks.detail", task_id=task_id))
-    run = scheduler.start_backfill(task.report_type, start, end, replan=replan, actor=_actor(), enqueue=False)
+    run = scheduler.start_backfill(task.report_type, start, end, replan=replan, actor=_actor(), enqueue=False,
+                                   total=count)
     audit.record("task.backfill", task.report_type,
                  after={"start": start.isoformat(), "end": end.isoformat(), "slots": count, "replan": replan,
                         "run": run.id}, commit=True)

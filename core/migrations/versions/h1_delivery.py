@@ -45,6 +45,7 @@ def upgrade():
         sa.Column("uploads", sa.Integer(), nullable=False),
         sa.Column("errors", sa.Integer(), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("cursor_at", sa.DateTime(), nullable=True),
         sa.Column("created_by", sa.String(length=80), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
