@@ -1,7 +1,10 @@
 """The RQ worker entry (``python worker.py`` or ``baosong worker``).
 
 On start it runs the crypto self-test (uploads stop with a clear message if it fails) and a sweep,
-so uploads a killed worker left behind are re-run.
+so uploads a killed worker left behind are re-run. It outlives Redis: if the connection is lost (a
+restart, a network cut) or RQ's loop ends on an error, it waits with backoff, sweeps again (a Redis
+restarted empty has lost every queued job; the ledger has not) and works on. Only a stop request
+(SIGTERM/SIGINT, handled by RQ) or ``--burst`` ends it.
 
 By default jobs run in the worker process itself (RQ's ``SimpleWorker``): no fork and no new app per
 upload, so one worker sends tens of uploads a second. Crash safety does not depend on the fork: a job
@@ -14,14 +17,17 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 log = logging.getLogger("baosong.worker")
+MAX_BACKOFF_SECONDS = 30.0
 
 
 WORKER_CLASSES = ("simple", "fork")
 
 
 def main(burst: bool = False, worker_class: str = "simple") -> int:
+    import redis
     from rq import SimpleWorker, Worker
 
     from core.app import process_app
@@ -37,12 +43,26 @@ def main(burst: bool = False, worker_class: str = "simple") -> int:
     from core.plugins import registry
 
     registry()  # import every plugin once (before RQ forks, with --fork)
-    with process_app().app_context():  # the process's one app, reused by every job it runs
-        log.info("start-up sweep: %s", sweep())
     worker_type = SimpleWorker if worker_class == "simple" else Worker
-    worker = worker_type(queues(), connection=connection())
-    worker.work(burst=burst, with_scheduler=False)
-    return 0
+    backoff = 1.0
+    while True:
+        try:
+            with process_app().app_context():  # the process's one app, reused by every job it runs
+                try:
+                    log.info("start-up sweep: %s", sweep())
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    raise
+                except Exception:  # the sweep must never keep a worker from working
+                    log.exception("start-up sweep failed; working on")
+            worker = worker_type(queues(), connection=connection())
+            worker.work(burst=burst, with_scheduler=False)
+            if burst or getattr(worker, "_stop_requested", False):
+                return 0
+            log.warning("the RQ loop ended without a stop request; restarting in %.0f s", backoff)
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
+            log.warning("Redis unreachable (%s); reconnecting in %.0f s", exc, backoff)
+        time.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
 if __name__ == "__main__":

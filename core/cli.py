@@ -144,13 +144,19 @@ def _parse_local(value: str, tz: str) -> datetime:
 @click.argument("start")
 @click.argument("end")
 @click.option("--dry-run", is_flag=True, help="Only count the slots.")
-def backfill_command(report_type: str, start: str, end: str, dry_run: bool) -> None:
-    """Run REPORT_TYPE for every slot of its schedule between START and END (local time)."""
+@click.option("--replan", is_flag=True, help="Also re-plan slots in error, skipped, held back or lost.")
+def backfill_command(report_type: str, start: str, end: str, dry_run: bool, replan: bool) -> None:
+    """Run REPORT_TYPE for every slot of its schedule between START and END (local time) that has ended."""
     from core.scheduler import backfill
 
     tz = str(clock.default_timezone())
+
+    def progress(done: int, uploads: int, errors: int) -> None:
+        click.echo(f"  {done} 个时段，{uploads} 条上报" + (f"，{errors} 个出错" if errors else ""), err=True)
+
     with _app().app_context():
-        count = backfill(report_type, _parse_local(start, tz), _parse_local(end, tz), dry_run=dry_run)
+        count = backfill(report_type, _parse_local(start, tz), _parse_local(end, tz), dry_run=dry_run,
+                         replan=replan, progress=progress)
     click.echo(f"{'将补传' if dry_run else '已计划'} {count} 个{'时段' if dry_run else '上报'}")
 
 

@@ -10,6 +10,19 @@ from typing import Any, Literal
 CatchUp = Literal["all", "latest"]
 OutcomeKind = Literal["success", "retry", "reject"]
 
+# How far a request got (``Response.transport``, ``Attempt.delivery``). Only NOT_SENT is safe to resend
+# as new: after MAYBE the regulator may hold the data although no answer came back.
+TRANSPORT_ANSWERED = "answered"  # an HTTP status came back
+TRANSPORT_NOT_SENT = "not_sent"  # DNS failure, connection refused, connect timeout, TLS handshake failure
+TRANSPORT_MAYBE = "maybe_delivered"  # read timeout, reset/disconnect after sending, truncated/garbled answer
+DELIVERY_UNKNOWN = "unknown"  # Attempt.delivery only: the worker died mid-attempt
+DELIVERY_LABELS = {
+    TRANSPORT_NOT_SENT: "未发出",
+    TRANSPORT_MAYBE: "可能已送达",
+    TRANSPORT_ANSWERED: "已应答",
+    DELIVERY_UNKNOWN: "未知",
+}
+
 
 @dataclass(frozen=True)
 class SettingField:
@@ -53,6 +66,9 @@ class ReportType:
     # the plugin sends the reversal itself for ``operation == "delete"``. None: no reversal interface.
     # ``core.ordering.reverse_and_resend`` uses it (reverse first, then re-send, in that order).
     reversal: str | None = None
+    # A slot (aware, in ``timezone``) that carries another period's final figures and so is never dropped
+    # by a "latest" catch-up (e.g. keydata's 00:00 run: the previous day's full-day figures).
+    must_run_slot: Callable[[datetime], bool] | None = None
 
 
 @dataclass
@@ -113,6 +129,22 @@ class Settings:
         return [v for k, v in self.values.items() if k in self.secret_keys and v]
 
 
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One earlier attempt of an upload as the ledger knows it (``UploadContext.history``).
+
+    ``delivery`` is an ``Attempt.delivery`` value (None: the attempt stopped before sending);
+    ``operation_sent`` what the plugin said it sent (``OutboundRequest.operation``, e.g. "new"/"update").
+    """
+
+    number: int
+    delivery: str | None
+    outcome: str | None
+    code: str | None
+    resend: bool
+    operation_sent: str | None
+
+
 @dataclass
 class UploadContext:
     """What a plugin sees of one attempt at one upload."""
@@ -133,7 +165,12 @@ class UploadContext:
     settings: Settings
     mapping_version: int | None = None
     created_at: datetime | None = None
-    result: dict[str, Any] = field(default_factory=dict)  # what earlier successful attempts returned
+    # Merged ``Outcome.result`` of every earlier attempt (whatever its kind): a plugin's strategy state.
+    result: dict[str, Any] = field(default_factory=dict)
+    history: tuple[AttemptRecord, ...] = ()  # earlier attempts, oldest first (not the current one)
+    # Some earlier attempt may have reached the regulator (ledger knowledge; a manual or bulk retry never
+    # clears it). ``resend`` is this or an update.
+    delivery_uncertain: bool = False
 
 
 @dataclass
@@ -154,6 +191,9 @@ class OutboundRequest:
     timeout: float = 30.0
     plaintext: str = ""  # the payload before encryption, recorded in the ledger
     secret_headers: frozenset[str] = frozenset()  # header names masked in the ledger
+    # What this request does at the regulator, as the plugin's strategy chose it (e.g. "new"/"update" for a
+    # keydata dataFlag 1/2); recorded on the attempt (AttemptRecord.operation_sent). None: the upload's.
+    operation: str | None = None
 
 
 @dataclass
@@ -162,6 +202,13 @@ class Response:
     body: str
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # transport error (connection refused, timeout); status is None then
+    # TRANSPORT_ANSWERED / TRANSPORT_NOT_SENT / TRANSPORT_MAYBE. Left empty: "answered" when a status
+    # came back, else "maybe_delivered" (a transport that cannot tell is never taken as "not sent").
+    transport: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.transport:
+            self.transport = TRANSPORT_ANSWERED if self.status is not None else TRANSPORT_MAYBE
 
 
 @dataclass
@@ -171,8 +218,14 @@ class Outcome:
     kind: OutcomeKind
     code: str | None = None
     message: str = ""
-    result: dict[str, Any] = field(default_factory=dict)  # e.g. {"appy_no": "..."} kept on the upload
+    # Merged into the upload's result whatever the kind (e.g. {"appy_no": "..."}, or strategy state such as
+    # {"keydata_flag_next": 1}); read back as UploadContext.result.
+    result: dict[str, Any] = field(default_factory=dict)
     search_keys: list[str] = field(default_factory=list)
+    # Ask for another attempt right away (e.g. an update answered "not found" -> send it as new): recorded as
+    # its own attempt, not counted against the automatic-retry budget; the pipeline bounds follow-ups in a
+    # row (core.pipeline.MAX_FOLLOW_UPS), after which ``kind`` applies.
+    follow_up: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,39 @@
-"""The core's default ``post`` hook: HTTP with ``requests``, transport errors become a Response."""
+"""The core's default ``post`` hook: HTTP with ``requests``; transport errors become a Response that
+says how far the request got (``Response.transport``).
+
+Only a request that certainly never left is ``not_sent`` (DNS failure, connection refused, connect
+timeout, TLS handshake failure, a URL that cannot be sent). Everything that fails once the request
+may have been written — a read timeout, a reset or disconnect, a truncated, badly chunked or
+undecodable answer — is ``maybe_delivered``: the regulator may hold the data, so a resend must use
+its idempotency means. An error we cannot place is ``maybe_delivered`` too.
+"""
 
 from __future__ import annotations
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from core.hook_types import OutboundRequest, Response, UploadContext
+from core.hook_types import (
+    TRANSPORT_MAYBE,
+    TRANSPORT_NOT_SENT,
+    OutboundRequest,
+    Response,
+    UploadContext,
+)
 from core.hookspecs import hookimpl
 
 _session = requests.Session()
+
+# Raised before any byte of the request is written.
+_NEVER_SENT = (
+    requests.exceptions.ConnectTimeout,
+    requests.exceptions.SSLError,  # the handshake precedes the request
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
 
 
 @hookimpl(trylast=True)
@@ -20,13 +46,52 @@ def post(upload: UploadContext, request: OutboundRequest) -> Response:
             headers=request.headers,
             timeout=request.timeout,
         )
-    except requests.Timeout as exc:
-        return Response(status=None, body="", error=f"超时: {type(exc).__name__}")
-    except requests.ConnectionError as exc:
-        return Response(status=None, body="", error=f"连接失败: {_short(exc)}")
+        text = answer.text  # the body is read here; a truncated one raises
     except requests.RequestException as exc:
-        return Response(status=None, body="", error=f"请求失败: {_short(exc)}")
-    return Response(status=answer.status_code, body=answer.text, headers=dict(answer.headers))
+        return transport_error(exc)
+    return Response(status=answer.status_code, body=text, headers=dict(answer.headers))
+
+
+def transport_error(exc: Exception) -> Response:
+    """A Response for a failed request, classified by how far it got."""
+    transport = classify(exc)
+    if isinstance(exc, requests.Timeout):
+        label = "连接超时（未发出）" if transport == TRANSPORT_NOT_SENT else "等待应答超时（可能已送达）"
+    elif transport == TRANSPORT_NOT_SENT:
+        label = "连接失败（未发出）"
+    else:
+        label = "连接中断（可能已送达）"
+    return Response(status=None, body="", error=f"{label}: {_short(exc)}", transport=transport)
+
+
+def classify(exc: BaseException) -> str:
+    """``not_sent`` when the request certainly never left, else ``maybe_delivered``."""
+    if isinstance(exc, _NEVER_SENT):
+        return TRANSPORT_NOT_SENT
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, requests.exceptions.ChunkedEncodingError
+    ):
+        # requests wraps urllib3's MaxRetryError(reason=...) or ProtocolError(..., cause): look for the
+        # connection never having been made.
+        for cause in _causes(exc):
+            if isinstance(cause, NewConnectionError | ConnectTimeoutError):  # NameResolutionError included
+                return TRANSPORT_NOT_SENT
+    return TRANSPORT_MAYBE
+
+
+def _causes(exc: BaseException):
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for nested in (current.__cause__, current.__context__, getattr(current, "reason", None),
+                       *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]):
+            if isinstance(nested, BaseException):
+                pending.append(nested)
 
 
 def _short(exc: Exception) -> str:

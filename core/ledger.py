@@ -35,11 +35,16 @@ def search_text(plan_keys: Iterable[str]) -> str:
 
 
 def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str | None = None,
-                 commit: bool = True) -> list[int]:
+                 commit: bool = True, slot_id: int | None = None) -> list[int]:
     """Write planned uploads (skipping business keys already in the ledger), their held-back records,
     prerequisites and watermarks in one transaction; return the ids of the new uploads (those with an
-    unfinished prerequisite are WAITING)."""
+    unfinished prerequisite are WAITING). Planning a slot again (``slot_id``) resolves what it held back
+    before: what is still held is recorded anew."""
     new_ids: list[Upload] = []
+    if slot_id is not None:
+        db.session.execute(
+            sa.update(HeldBack).where(HeldBack.slot_id == slot_id, HeldBack.resolved.is_(False)).values(resolved=True)
+        )
     for plan in plans:
         exists = db.session.execute(
             sa.select(Upload.id).filter_by(report_type=report_type.name, business_key=plan.business_key)
@@ -52,6 +57,7 @@ def record_plans(report_type: ReportType, plans: list[UploadPlan], *, actor: str
                     record_key=problem.record_key,
                     field=problem.field,
                     reason=problem.reason,
+                    slot_id=slot_id,
                 )
             )
         if exists is None and plan.rows is not None:
@@ -120,8 +126,12 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
 
 
 def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_interval: int,
-           retry_max: int, result: dict | None = None, search_keys: list[str] | None = None) -> None:
-    """Apply an attempt's outcome: success, retry (bounded automatic retries) or reject."""
+           retry_max: int, result: dict | None = None, search_keys: list[str] | None = None,
+           follow_up: bool = False) -> None:
+    """Apply an attempt's outcome: success, retry (bounded automatic retries) or reject. ``result`` is
+    merged whatever the kind (a plugin keeps its strategy state there). ``follow_up``: the plugin asked
+    for another attempt right away; it is due now and does not use up an automatic retry (the pipeline
+    bounds follow-ups in a row)."""
     now = _now()
     upload.lease_until = None
     upload.last_code = code
@@ -130,7 +140,11 @@ def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_i
         upload.result = {**(upload.result or {}), **result}
     if search_keys:
         upload.search_text = search_text([upload.search_text, *search_keys])
-    if kind == "success":
+    if follow_up:
+        upload.status = UploadStatus.RETRY_WAIT
+        upload.next_retry_at = now
+        upload.finished_at = None
+    elif kind == "success":
         upload.status = UploadStatus.SUCCEEDED
         upload.finished_at = now
     elif kind == "reject":
@@ -186,13 +200,15 @@ def due_retries(now: datetime, limit: int = 500) -> list[Upload]:
     )
 
 
-def forgotten_pending(older_than: datetime, limit: int = 500) -> list[Upload]:
-    """Pending uploads whose job may have been lost (a Redis restart between commit and enqueue)."""
-    return list(
-        db.session.execute(
-            sa.select(Upload)
-            .where(Upload.status == UploadStatus.PENDING, Upload.created_at < older_than)
+def forgotten_pending(older_than: datetime, limit: int = 500, after_id: int = 0) -> list[tuple[int, int]]:
+    """(id, attempts) of pending uploads whose job may have been lost (a Redis restart between commit and
+    enqueue, a flushed queue), by id from ``after_id`` so a caller can page through all of them."""
+    return [
+        (row.id, row.attempts)
+        for row in db.session.execute(
+            sa.select(Upload.id, Upload.attempts)
+            .where(Upload.status == UploadStatus.PENDING, Upload.created_at < older_than, Upload.id > after_id)
             .order_by(Upload.id)
             .limit(limit)
-        ).scalars()
-    )
+        )
+    ]

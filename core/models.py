@@ -114,12 +114,22 @@ class Attempt(db.Model):
     code: Mapped[str | None] = mapped_column(sa.String(40))
     message: Mapped[str | None] = mapped_column(sa.Text)
     outcome: Mapped[str | None] = mapped_column(sa.String(16))  # success / retry / reject / unknown
+    # How far the request got: not_sent / maybe_delivered / answered / unknown (core.hook_types); None: the
+    # attempt stopped before sending.
+    delivery: Mapped[str | None] = mapped_column(sa.String(16))
+    operation_sent: Mapped[str | None] = mapped_column(sa.String(16))  # OutboundRequest.operation
     error: Mapped[str | None] = mapped_column(sa.Text)
     traceback: Mapped[str | None] = mapped_column(sa.Text)
     # Set when core.retention removed plaintext, wire body and answer (metadata and codes are kept).
     pruned_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
 
     upload: Mapped[Upload] = relationship(back_populates="attempt_list")
+
+    @property
+    def delivery_label(self) -> str:
+        from core.hook_types import DELIVERY_LABELS
+
+        return DELIVERY_LABELS.get(self.delivery or "", "未发送")
 
 
 class Task(db.Model):
@@ -138,20 +148,51 @@ class Task(db.Model):
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)
 
 
+class SlotStatus:
+    """States of a slot: an obligation to report one period, which can move again (core.scheduler)."""
+
+    DUE = "due"  # recorded, not planned yet (tick records slots before advancing its watermark)
+    PLANNING = "planning"  # claimed by a runner; one left here past the claim timeout was lost
+    PLANNED = "planned"
+    HELD_BACK = "held_back"  # planned, but records were held back (e.g. an unmapped department)
+    ERROR = "error"  # planning failed (e.g. the HIS was down)
+    SKIPPED = "skipped"  # left out by the catch-up policy
+    LOST = "lost"  # its planning was interrupted
+
+    # States a person (or a department mapping) may re-plan.
+    REPLANNABLE = (ERROR, SKIPPED, HELD_BACK, LOST)
+    LABELS = {
+        DUE: "待执行",
+        PLANNING: "执行中",
+        PLANNED: "已执行",
+        HELD_BACK: "部分暂缓",
+        ERROR: "出错",
+        SKIPPED: "跳过",
+        LOST: "中断",
+    }
+
+
 class Slot(db.Model):
     """A due slot of a task, recorded once: two schedulers cannot both plan it."""
 
     __tablename__ = "slots"
-    __table_args__ = (sa.UniqueConstraint("report_type", "slot_at", name="uq_slot"),)
+    __table_args__ = (sa.UniqueConstraint("report_type", "slot_at", name="uq_slot"),
+                      sa.Index("ix_slots_type_status", "report_type", "status"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     report_type: Mapped[str] = mapped_column(sa.String(80))
     slot_at: Mapped[datetime] = mapped_column(sa.DateTime)  # UTC
     origin: Mapped[str] = mapped_column(sa.String(16), default="cron")  # cron / catch_up / backfill / manual
-    status: Mapped[str] = mapped_column(sa.String(16), default="planned")  # planned / skipped / error
+    status: Mapped[str] = mapped_column(sa.String(16), default=SlotStatus.PLANNED)  # SlotStatus
     uploads_planned: Mapped[int] = mapped_column(default=0)
     message: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
+    claimed_at: Mapped[datetime | None] = mapped_column(sa.DateTime)  # when planning last started
+    runs: Mapped[int] = mapped_column(default=0, server_default="0")  # times planned (re-plans included)
+
+    @property
+    def status_label(self) -> str:
+        return SlotStatus.LABELS.get(self.status, self.status)
 
 
 class HeldBack(db.Model):
@@ -167,6 +208,36 @@ class HeldBack(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text)
     resolved: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
+    slot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("slots.id"), index=True)  # the slot that held it
+
+
+class BackfillRun(db.Model):
+    """A back-fill of a date range, run as a background job; its progress is shown in the admin."""
+
+    __tablename__ = "backfill_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_type: Mapped[str] = mapped_column(sa.String(80), index=True)
+    start_at: Mapped[datetime] = mapped_column(sa.DateTime)  # UTC, inclusive
+    end_at: Mapped[datetime] = mapped_column(sa.DateTime)  # UTC, inclusive (never after the run started)
+    replan: Mapped[bool] = mapped_column(default=False)  # also re-plan error/skipped/held-back/lost slots
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")  # queued / running / done / failed
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    uploads: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[int] = mapped_column(default=0)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    cursor_at: Mapped[datetime | None] = mapped_column(sa.DateTime)  # UTC, the last slot done
+    created_by: Mapped[str | None] = mapped_column(sa.String(80))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime, default=_now, onupdate=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+
+    LABELS = {"queued": "排队中", "running": "进行中", "done": "已完成", "failed": "失败"}
+
+    @property
+    def status_label(self) -> str:
+        return self.LABELS.get(self.status, self.status)
 
 
 class Watermark(db.Model):

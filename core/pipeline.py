@@ -19,12 +19,25 @@ from datetime import timedelta
 from core import aggregates, clock, ledger, ordering, settings
 from core.db import db
 from core.errors import AlreadyDelivered, BaosongError, RetryLater
-from core.hook_types import Outcome, Payload, Response, UploadContext
+from core.hook_types import (
+    DELIVERY_UNKNOWN,
+    TRANSPORT_MAYBE,
+    TRANSPORT_NOT_SENT,
+    AttemptRecord,
+    Outcome,
+    Payload,
+    Response,
+    UploadContext,
+)
 from core.models import Attempt, Upload, UploadStatus
 from core.plugins import registry
 from core.secrets import mask, redact
 
 log = logging.getLogger("baosong.pipeline")
+
+
+MAX_FOLLOW_UPS = 3  # follow-up attempts a plugin may ask for in a row (Outcome.follow_up)
+LEASE_MARGIN_SECONDS = 60  # an attempt's lease outlives its request timeout by this much
 
 
 def run_upload(upload_id: int, expected_attempts: int) -> str:
@@ -36,32 +49,29 @@ def run_upload(upload_id: int, expected_attempts: int) -> str:
 
 
 def attempt(upload_id: int, expected_attempts: int) -> str:
-    """Claim and run one attempt. Returns the upload's status afterwards ("skipped" if not claimed)."""
+    """Claim and run one attempt, and the follow-ups its plugin asks for (at most MAX_FOLLOW_UPS in a
+    row). Returns the upload's status afterwards ("skipped" if not claimed)."""
+    status = _attempt_once(upload_id, expected_attempts, follow_ups=0)
+    follow_ups = 0
+    while status == _FOLLOW_UP:
+        follow_ups += 1
+        upload = db.session.get(Upload, upload_id)
+        status = _attempt_once(upload_id, upload.attempts, follow_ups=follow_ups)
+    return status
+
+
+_FOLLOW_UP = "follow_up"
+
+
+def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) -> str:
     policy = settings.flags()
-    if not ledger.claim(upload_id, expected_attempts, int(policy["send_lease_seconds"])):
+    lease_seconds = int(policy["send_lease_seconds"])
+    if not ledger.claim(upload_id, expected_attempts, lease_seconds):
         return "skipped"
     upload = db.session.get(Upload, upload_id)
     reg = registry()
-    report_type = reg.report_type(upload.report_type)
-    regulator_settings = settings.regulator_settings(report_type.regulator)
-    secrets = regulator_settings.secrets()
+    earlier = [a for a in upload.attempt_list if a.number < upload.attempts]
     resend = upload.delivery_uncertain or upload.operation == "update"
-    context = UploadContext(
-        id=upload.id,
-        report_type=report_type,
-        business_key=upload.business_key,
-        period=upload.period,
-        department=upload.department,
-        rows=list(upload.rows or []),
-        idempotency_key=upload.idempotency_key,
-        operation=upload.operation,
-        attempt_no=upload.attempts,
-        resend=resend,
-        settings=regulator_settings,
-        mapping_version=upload.mapping_version,
-        created_at=upload.created_at,
-        result=dict(upload.result or {}),
-    )
     record = Attempt(
         upload_id=upload.id, number=upload.attempts, resend=resend,
         worker=f"{socket.gethostname()}:{os.getpid()}",
@@ -70,9 +80,37 @@ def attempt(upload_id: int, expected_attempts: int) -> str:
     db.session.commit()
 
     started = time.monotonic()
-    sent = False
+    sent = False  # the post hook was called: from here on the request may have left
+    secrets: list[str] = []
+    context: UploadContext | None = None
+    report_type = None
     outcome: Outcome
     try:
+        # Inside the try so a missing plugin or an undecryptable secret is a visible attempt error.
+        report_type = reg.report_type(upload.report_type)
+        try:
+            regulator_settings = settings.regulator_settings(report_type.regulator)
+        except BaosongError as exc:
+            raise RetryLater(f"读取监管平台设置失败：{exc}") from None
+        secrets = regulator_settings.secrets()
+        context = UploadContext(
+            id=upload.id,
+            report_type=report_type,
+            business_key=upload.business_key,
+            period=upload.period,
+            department=upload.department,
+            rows=list(upload.rows or []),
+            idempotency_key=upload.idempotency_key,
+            operation=upload.operation,
+            attempt_no=upload.attempts,
+            resend=resend,
+            settings=regulator_settings,
+            mapping_version=upload.mapping_version,
+            created_at=upload.created_at,
+            result=dict(upload.result or {}),
+            history=tuple(attempt_record(a) for a in earlier),
+            delivery_uncertain=bool(upload.delivery_uncertain),
+        )
         if not report_type.available:
             raise BaosongError(f"接口不可用：{report_type.unavailable_reason or '缺少接口规范'}，拒绝发送")
         payload = reg.hook(report_type.name, "build_payload")(upload=context)
@@ -91,17 +129,23 @@ def attempt(upload_id: int, expected_attempts: int) -> str:
         record.plaintext = redact(request.plaintext or _as_text(payload.document), secrets)
         body = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
         record.wire_body = redact(body, secrets)
+        record.operation_sent = (request.operation or upload.operation)[:16]
+        # A slow but live attempt must never be taken for a dead one and sent again concurrently.
+        upload.lease_until = clock.utc_naive(clock.now()) + timedelta(
+            seconds=attempt_lease_seconds(lease_seconds, request.timeout))
+        record.delivery = TRANSPORT_MAYBE  # what a crash from here on leaves: it may have arrived
         db.session.commit()  # durable before the request leaves
 
         sent = True
         response: Response = reg.hook(report_type.name, "post")(upload=context, request=request)
+        record.delivery = response.transport
         record.http_status = response.status
         record.response_body = redact(response.body, secrets)
         record.error = redact(response.error, secrets)
         outcome = reg.hook(report_type.name, "parse_response")(upload=context, response=response)
         if outcome is None:
             raise BaosongError(f"插件没有为 {report_type.name} 实现 parse_response")
-        if outcome.kind == "retry" and _maybe_delivered(response):
+        if may_have_arrived(response, outcome):
             upload.delivery_uncertain = True
     except AlreadyDelivered as exc:
         outcome = Outcome(kind="success", code=exc.code, message=redact(str(exc), secrets), result=exc.result,
@@ -110,36 +154,72 @@ def attempt(upload_id: int, expected_attempts: int) -> str:
             record.url = record.url or "（未发送：监管平台已有该记录）"
     except RetryLater as exc:
         outcome = Outcome(kind="retry", message=redact(str(exc), secrets))
-        if sent:
-            upload.delivery_uncertain = True
+        _after_error(record, upload, sent)
     except BaosongError as exc:
         outcome = Outcome(kind="retry" if sent else "reject", message=redact(str(exc), secrets))
-        if sent:
-            upload.delivery_uncertain = True
+        _after_error(record, upload, sent)
     except Exception as exc:  # a plugin bug or an unexpected answer: keep everything for the admin
         outcome = Outcome(kind="retry", message=redact(f"{type(exc).__name__}: {exc}", secrets))
         record.traceback = redact(traceback.format_exc(), secrets)
-        if sent:
-            upload.delivery_uncertain = True
+        _after_error(record, upload, sent)
 
     record.finished_at = clock.utc_naive(clock.now())
     record.duration_ms = int((time.monotonic() - started) * 1000)
     record.outcome = outcome.kind
     record.code = outcome.code
     record.message = outcome.message
+    follow_up = bool(outcome.follow_up) and follow_ups < MAX_FOLLOW_UPS
+    if outcome.follow_up and not follow_up:
+        outcome.message = f"{outcome.message}（已连续跟进 {MAX_FOLLOW_UPS} 次，不再跟进）"
+        record.message = outcome.message
     ledger.finish(
         upload, outcome.kind, code=outcome.code, message=outcome.message,
         retry_interval=int(policy["retry_interval_minutes"]), retry_max=int(policy["retry_max"]),
-        result=outcome.result, search_keys=outcome.search_keys,
+        result=outcome.result, search_keys=outcome.search_keys, follow_up=follow_up,
     )
     db.session.commit()
     ordering.enqueue_released()
-    log.info("upload %s %s attempt %s -> %s %s", upload.id, upload.report_type, record.number,
-             upload.status, outcome.code or "")
-    if upload.status in (UploadStatus.SUCCEEDED, UploadStatus.REJECTED):
+    log.info("upload %s %s attempt %s -> %s %s%s", upload.id, upload.report_type, record.number,
+             upload.status, outcome.code or "", " (follow-up)" if follow_up else "")
+    if follow_up:
+        return _FOLLOW_UP
+    if context is not None and upload.status in (UploadStatus.SUCCEEDED, UploadStatus.REJECTED):
         context.result = dict(upload.result or {})
         reg.hook(report_type.name, "upload_finished")(upload=context, outcome=outcome)
     return upload.status
+
+
+def _after_error(record: Attempt, upload: Upload, sent: bool) -> None:
+    """An exception ended the attempt. Raised once the post hook was called, it may have come after the
+    request left (a plugin's own transport raising, or an answer it could not read): maybe delivered,
+    unless the transport said the request never left."""
+    if sent and record.delivery != TRANSPORT_NOT_SENT:
+        upload.delivery_uncertain = True
+
+
+def may_have_arrived(response: Response, outcome: Outcome) -> bool:
+    """After this answer, may the regulator hold the data without us knowing it succeeded? Yes when no
+    answer came back although the request may have left, and when it answered but we will retry (a 5xx
+    or a system error: the regulator may have stored it first). A success or a rejection is an answer."""
+    if response.transport == TRANSPORT_NOT_SENT:
+        return False
+    if response.transport == TRANSPORT_MAYBE:
+        return True
+    return outcome.kind == "retry"
+
+
+def attempt_record(row: Attempt) -> AttemptRecord:
+    return AttemptRecord(number=row.number, delivery=row.delivery, outcome=row.outcome, code=row.code,
+                         resend=bool(row.resend), operation_sent=row.operation_sent)
+
+
+def attempt_lease_seconds(setting: int, timeout) -> int:
+    """The lease of a running attempt: the setting, or the request's own timeout plus a margin if longer."""
+    if isinstance(timeout, tuple | list):
+        total = sum(float(t) for t in timeout if t is not None)
+    else:
+        total = float(timeout) if timeout is not None else 0.0
+    return max(int(setting), int(total) + LEASE_MARGIN_SECONDS)
 
 
 def validate_payload(report_type, payload: Payload) -> list:
@@ -167,21 +247,17 @@ def dictionary_codes(name: str) -> dict[str, str]:
     return provider()
 
 
-def _maybe_delivered(response: Response) -> bool:
-    """Did the request possibly reach the regulator? Not when the connection was never made."""
-    if response.status is not None:
-        return True
-    return not (response.error or "").startswith("连接失败")
-
-
 def _as_text(document) -> str:
     return document if isinstance(document, str) else json.dumps(document, ensure_ascii=False)
 
 
 def sweep(now=None) -> dict[str, int]:
     """Periodic housekeeping, also run at worker start: re-run uploads left SENDING by a dead worker,
-    enqueue due automatic retries (unless stopped) and pending uploads whose job was lost."""
+    enqueue due automatic retries (unless stopped) and every pending upload no queue or worker holds,
+    and resume back-fills whose job was lost. Judged from the ledger alone: whatever Redis lost or an
+    old job hash says, work the ledger owes is enqueued again (the claim keeps it to one run)."""
     from core import queue
+    from core.scheduler import resume_stalled_backfills
 
     now_utc = clock.utc_naive(now or clock.now())
     counts = {"recovered": 0, "retried": 0, "requeued": 0}
@@ -189,6 +265,7 @@ def sweep(now=None) -> dict[str, int]:
         last = upload.attempt_list[-1] if upload.attempt_list else None
         if last is not None and last.outcome is None:
             last.outcome = "unknown"
+            last.delivery = DELIVERY_UNKNOWN
             last.error = "工作进程中断（租约过期），结果未知；将以幂等方式重发"
             last.finished_at = now_utc
         upload.status = UploadStatus.RETRY_WAIT
@@ -200,11 +277,22 @@ def sweep(now=None) -> dict[str, int]:
     db.session.commit()
     ordering.release_ready()
     ordering.enqueue_released()
+    live = queue.live_job_ids()
     if settings.flag("auto_retry_stopped") != "1":
         for upload in ledger.due_retries(now_utc):
-            queue.enqueue_upload(upload.id, upload.attempts)
-            counts["retried"] += 1
-    for upload in ledger.forgotten_pending(now_utc - timedelta(seconds=60)):
-        if queue.enqueue_upload(upload.id, upload.attempts, bulk=True):
-            counts["requeued"] += 1
+            if queue.enqueue_upload(upload.id, upload.attempts, live=live):
+                counts["retried"] += 1
+    after_id = 0
+    while True:
+        batch = ledger.forgotten_pending(now_utc - timedelta(seconds=60), limit=2000, after_id=after_id)
+        if not batch:
+            break
+        for upload_id, attempts in batch:
+            if queue.upload_job_id(upload_id, attempts) not in live and queue.enqueue_upload(
+                    upload_id, attempts, bulk=True, live=live):
+                counts["requeued"] += 1
+        after_id = batch[-1][0]
+    resumed = resume_stalled_backfills(now)
+    if resumed:
+        counts["backfills"] = resumed
     return counts

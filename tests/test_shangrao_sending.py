@@ -74,17 +74,21 @@ def test_a_resend_after_an_unknown_outcome_reuses_the_msgid_and_40005_counts_as_
     assert records(sandbox.url, "fee_list_d")["count"] == 5  # once, not twice
 
 
-def test_a_fresh_upload_whose_msgid_was_already_used_is_rejected(sandbox):
+def test_a_fresh_upload_whose_msgid_was_already_used_is_resent_with_a_new_msgid(sandbox):
     msgid = common.new_msgid(CODE)
     first = plan_batch("fee_list_d", [fee_row(1)], msgid, key="b1")
     assert pipeline.attempt(first, 0) == UploadStatus.SUCCEEDED
     second = plan_batch("fee_list_d", [fee_row(2)], msgid, key="b2")
 
-    assert pipeline.attempt(second, 0) == UploadStatus.REJECTED
+    # 40005 on a first attempt nothing of ours delivered: a collision, not "already received".
+    assert pipeline.attempt(second, 0) == UploadStatus.SUCCEEDED
 
-    rejected = upload(second)
-    assert rejected.last_code == "40005" and "重复" in rejected.last_message
-    assert records(sandbox.url, "fee_list_d", keys=1)["keys"] == ["BK0000000001"]
+    done = upload(second)
+    collided, resent = done.attempt_list
+    assert collided.code == "40005" and json.loads(collided.wire_body)["msgid"] == msgid
+    fresh = json.loads(resent.wire_body)["msgid"]
+    assert fresh != msgid and done.result["shangrao_msgid"] == fresh and resent.code == "200"
+    assert records(sandbox.url, "fee_list_d", keys=1)["keys"] == ["BK0000000001", "BK0000000002"]
 
 
 @pytest.mark.parametrize("client_change, code", [

@@ -219,6 +219,10 @@ def apply_mapping(local_code: str, local_name: str, national_code: str | None, *
     after = {"dictionary": dictionary.name, "national_code": national_code, "local_name": local_name, "how": how}
     audit.record("department.map" if national_code else "department.unmap", local_code, before=before, after=after)
     db.session.commit()
+    if national_code:  # its held-back records are sent now (core.scheduler re-plans the slots that held them)
+        from core.scheduler import request_held_back_replan
+
+        request_held_back_replan(DEPT_REPORT_TYPE, local_code)
     return after
 
 
@@ -343,6 +347,10 @@ def apply_import(result: ImportResult, filename: str, dictionary: CodeDictionary
         "changes": [{k: c[k] for k in ("local_code", "before", "after")} for c in result.changes[:200]],
     })
     db.session.commit()
+    if any(change["after"] for change in result.changes):
+        from core.scheduler import request_held_back_replan
+
+        request_held_back_replan(DEPT_REPORT_TYPE)  # every slot that held a department back
 
 
 # --- views ---------------------------------------------------------------------------------------------

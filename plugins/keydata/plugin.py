@@ -2,17 +2,16 @@
 monthly report, SM4-encrypted with an ``authCode`` header (keydata-key-indicators.txt 五).
 
 statDate is always derived from the slot (never from now): see ``spec.hourly_period`` / ``monthly_period``.
-dataFlag: 1 for a first submission, 2 when the same statDate is sent again (``UploadContext.resend``:
-an earlier attempt may have arrived, or an admin re-sent corrected figures with ``resend_update``),
-3 to withdraw (``withdraw``).
+dataFlag and what "不存在" / "重复" answers mean after a lost answer: the resend strategy in
+``plugins.keydata.delivery`` (1 first submission, 2 re-send or correction, 3 withdrawal).
 
-Answer classification (``parse_response``):
+Answer classification (``classify``, then ``delivery.decide``):
     code 200 or "200"                                        -> success
     no answer / timeout / HTTP 5xx, 408, 429 / body not JSON -> retry (the core's 5 min x 3 policy;
                                                                 later attempts send dataFlag 2)
     code != 200 whose message says the platform is busy      -> retry
-    a withdrawal re-sent after a lost answer, told the record does not exist -> success (it is gone)
-    any other code != 200 (decryption, authCode, field, duplicate...) and other HTTP 4xx -> reject,
+    "不存在" for dataFlag 2, "重复" for dataFlag 1             -> the strategy's follow-up (see delivery)
+    any other code != 200 (decryption, authCode, field...) and other HTTP 4xx -> reject,
                                                                 with the platform's message
 """
 
@@ -47,7 +46,7 @@ from core.hook_types import (
 )
 from core.hookspecs import hookimpl
 from core.models import Upload, UploadStatus
-from plugins.keydata import models, queries, spec
+from plugins.keydata import delivery, models, queries, spec
 from plugins.keydata.models import KeydataDepartmentMapping, KeydataNationalDepartment  # noqa: F401 (tables)
 
 REGULATOR = "keydata"
@@ -102,13 +101,14 @@ _TITLES = {
     spec.MONTHLY: "数据月报",
 }
 _URL_SETTING = {kind: f"{kind}_url" for kind in spec.KINDS}
-_NOT_HELD = re.compile(r"不存在|没有已上报|无此")
+_OPERATION_OF_FLAG = {flag: operation for operation, flag in spec.DATA_FLAGS.items()}
 _BUSY = re.compile(r"系统繁忙|服务繁忙|稍后再试|稍后重试|服务暂不可用|系统异常|超时")
 # Our own sources for the CT08.00.002 codes (the database table, loaded from the shipped file).
 
 
 def report_types() -> list[ReportType]:
-    hourly = dict(cron="0 * * * *", catch_up="latest")
+    # The 00:00 run carries the previous day's full-day figures: a "latest" catch-up never drops it.
+    hourly = dict(cron="0 * * * *", catch_up="latest", must_run_slot=_is_midnight)
     return [
         ReportType(name=f"keydata.{spec.HOSPITAL_DAILY}", title=_TITLES[spec.HOSPITAL_DAILY], regulator=REGULATOR,
                    schema=spec.schema(spec.HOSPITAL_DAILY), queries=queries.HOSPITAL_DAILY, **hourly),
@@ -118,6 +118,10 @@ def report_types() -> list[ReportType]:
         ReportType(name=f"keydata.{spec.MONTHLY}", title=_TITLES[spec.MONTHLY], regulator=REGULATOR,
                    cron="0 0 1 * *", catch_up="all", schema=spec.schema(spec.MONTHLY), queries=queries.MONTHLY),
     ]
+
+
+def _is_midnight(slot) -> bool:
+    return slot.hour == 0 and slot.minute == 0
 
 
 def kind_of(report_type: ReportType | str) -> str:
@@ -199,17 +203,13 @@ def sign(upload: UploadContext, payload: Payload) -> OutboundRequest:
         url=url, body=body, plaintext=plaintext, timeout=_timeout(settings.get("timeout", "30")),
         headers={"authCode": settings.get("auth_code"), "Content-Type": content_type},
         secret_headers=frozenset({"authCode"}),
+        operation=_OPERATION_OF_FLAG.get(str(payload.document.get("dataFlag"))),
     )
 
 
 @hookimpl
 def parse_response(upload: UploadContext, response: Response) -> Outcome:
-    outcome = classify(response)
-    if (outcome.kind == "reject" and upload.operation == "delete" and upload.resend
-            and _NOT_HELD.search(outcome.message)):
-        # An earlier withdrawal attempt whose answer was lost did arrive: the record is gone, as wanted.
-        return Outcome("success", code=outcome.code, message=f"平台已无此记录（前次撤回已生效）：{outcome.message}")
-    return outcome
+    return delivery.decide(upload, response, classify(response))
 
 
 def classify(response: Response) -> Outcome:
@@ -362,9 +362,7 @@ def _withheld(settings, *, strict: bool = True) -> list[str]:
 
 def data_flag(upload: UploadContext) -> str:
     """3 withdraws; 2 re-sends a statDate the platform may already hold; 1 is a first submission."""
-    if upload.operation == "delete":
-        return spec.DATA_FLAGS["delete"]
-    return spec.DATA_FLAGS["update"] if upload.resend or upload.operation == "update" else spec.DATA_FLAGS["new"]
+    return delivery.flag_to_send(upload)
 
 
 def _hospital_daily_fields(figures: dict[str, Any], settings) -> dict[str, Any]:

@@ -15,7 +15,16 @@ Endpoints (mounted under /keydata by ``baosong sandbox``):
                                             (the record is kept, then the answer is delayed) ·
                                             {"non_json": true} · {"slow_seconds": 2} · {"reject_field": "X"} ·
                                             {"count": 3} (faults apply to the next 3 requests) · {"reset": true}
-    GET    /_sandbox/faults                 the faults in force
+                                            {"inject": [{"fault": "drop_after_store", "count": 2}, ...]}
+                                            (see core.sandbox_faults: lost answers, dropped connections,
+                                            truncated bodies, slow answers; counted or p with a seed)
+    GET    /_sandbox/faults                 the faults in force and how often each struck
+    GET|POST /_sandbox/readings             how the platform reads what its document leaves open:
+        update_absent   dataFlag 2 for a record it does not hold: "insert" (default) | "reject" (404 不存在)
+        new_existing    dataFlag 1 for a record it holds: "reject" (default, 409 重复) | "overwrite"
+        delete_absent   dataFlag 3 for a record it does not hold: "reject" (default, 404) | "ok"
+    GET    /_sandbox/history                every change to what it holds: key, action
+                                            (insert / overwrite / update / delete), dataFlag
 
 Config (``demo_config`` makes one): auth_code, sm4_key, org_code, sm4_mode, sm4_padding, sm4_key_format,
 sm4_output, sm4_iv, body_wrapping, wrap_field — the same keys as the client's settings.
@@ -32,11 +41,18 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+from core import sandbox_faults
 from core.crypto import CryptoError
 from core.errors import ConfigurationError
 from plugins.keydata import spec
 
 FAULT_KEYS = ("error_rate", "status", "timeout_seconds", "non_json", "slow_seconds", "reject_field", "count")
+# Where the document is silent (dataFlag 1/2/3 against what is or is not held), each reading -> its choices.
+READINGS = {
+    "update_absent": ("insert", "reject"),
+    "new_existing": ("reject", "overwrite"),
+    "delete_absent": ("reject", "ok"),
+}
 
 
 class SandboxState:
@@ -48,6 +64,9 @@ class SandboxState:
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, Any] = {}
         self.random = random.Random()
+        self.plan = sandbox_faults.FaultPlan()
+        self.readings = {name: choices[0] for name, choices in READINGS.items()}
+        self.history: list[dict[str, Any]] = []  # every change to what is held
 
     def take_faults(self) -> dict[str, Any]:
         """The faults for this request (counting down a limited run)."""
@@ -76,6 +95,13 @@ def make_app(config: dict) -> Flask:
         return jsonify(code=code, message=message)
 
     def receive(kind: str):
+        rule = state.plan.draw(request.path)
+        early = sandbox_faults.before_store(rule, request.environ)
+        if early is not None:
+            return early
+        return sandbox_faults.after_store(rule, request.environ, app.make_response(handle(kind)))
+
+    def handle(kind: str):
         faults = state.take_faults()
         if faults.get("slow_seconds"):
             time.sleep(float(faults["slow_seconds"]))
@@ -115,21 +141,37 @@ def make_app(config: dict) -> Flask:
     def store(kind: str, document: dict) -> tuple[int, str]:
         key = (kind, document["statDate"], str(document.get("departNoExp", "")) if kind == spec.DEPT_DAILY else "")
         flag = document["dataFlag"]
+        what = "该统计日期" + ("该科室" if kind == spec.DEPT_DAILY else "")
         with state.lock:
             held = key in state.records
+            readings = dict(state.readings)
+
+            def keep(action: str) -> tuple[int, str]:
+                if action == "delete":
+                    del state.records[key]
+                else:
+                    state.records[key] = document
+                state.history.append({"report": key[0], "statDate": key[1], "departNoExp": key[2],
+                                      "action": action, "dataFlag": flag})
+                return 200, "success"
+
             if flag == "1":
-                if held:
-                    return 409, "数据重复：该统计日期" + ("该科室" if kind == spec.DEPT_DAILY else "") + \
-                        "已上报，更新请使用 dataFlag=2"
-                state.records[key] = document
-                return 200, "success"
+                if not held:
+                    return keep("insert")
+                if readings["new_existing"] == "overwrite":
+                    return keep("overwrite")
+                return 409, f"数据重复：{what}已上报，更新请使用 dataFlag=2"
             if flag == "2":
-                state.records[key] = document  # an update of what is not held is kept as new
+                if held:
+                    return keep("update")
+                if readings["update_absent"] == "insert":
+                    return keep("insert")
+                return 404, f"更新失败：{what}的数据不存在，请使用 dataFlag=1 新增"
+            if held:
+                return keep("delete")
+            if readings["delete_absent"] == "ok":
                 return 200, "success"
-            if not held:
-                return 404, "删除失败：该统计日期没有已上报的数据"
-            del state.records[key]
-            return 200, "success"
+            return 404, f"删除失败：{what}没有已上报的数据"
 
     for kind in spec.KINDS:
         app.add_url_rule(f"/{kind}", f"receive_{kind}", lambda kind=kind: receive(kind), methods=["POST"])
@@ -160,7 +202,26 @@ def make_app(config: dict) -> Flask:
         with state.lock:
             state.records.clear()
             state.requests.clear()
+            state.history.clear()
         return jsonify(ok=True)
+
+    @app.get("/_sandbox/history")
+    def history():
+        with state.lock:
+            return jsonify(history=list(state.history))
+
+    @app.route("/_sandbox/readings", methods=["GET", "POST"])
+    def readings():
+        if request.method == "POST":
+            wanted = request.get_json(force=True, silent=True) or {}
+            for name, value in wanted.items():
+                if name not in READINGS or value not in READINGS[name]:
+                    choices = "；".join(f"{n}: {'|'.join(c)}" for n, c in READINGS.items())
+                    return jsonify(ok=False, message=f"未知的解读 {name}={value}（可选 {choices}）"), 400
+            with state.lock:
+                state.readings.update(wanted)
+        with state.lock:
+            return jsonify(ok=True, readings=dict(state.readings))
 
     @app.get("/_sandbox/requests")
     def requests_seen():
@@ -171,15 +232,21 @@ def make_app(config: dict) -> Flask:
     def faults():
         if request.method == "POST":
             wanted = request.get_json(force=True, silent=True) or {}
-            unknown = set(wanted) - set(FAULT_KEYS) - {"reset"}
+            unknown = set(wanted) - set(FAULT_KEYS) - {"reset", "inject"}
             if unknown:
                 return jsonify(ok=False, message=f"未知的故障参数：{', '.join(sorted(unknown))}"), 400
+            if "inject" in wanted:
+                try:
+                    state.plan.configure(wanted.pop("inject"))
+                except ValueError as exc:
+                    return jsonify(ok=False, message=str(exc)), 400
             with state.lock:
                 if wanted.pop("reset", False):
                     state.faults = {}
+                    state.plan.clear()
                 state.faults.update(wanted)
         with state.lock:
-            return jsonify(ok=True, faults=dict(state.faults))
+            return jsonify(ok=True, faults=dict(state.faults), **state.plan.describe())
 
     return app
 

@@ -5,7 +5,8 @@ Three row-level report types, one per service code: ``shangrao.fee_list_d`` (费
 10 minutes the rows created or updated since the last planned position are read, checked field by
 field against ``schemas/<service>.json``, cut into batches whose SM2-encrypted ``data`` fits in 50,000
 characters, and recorded in the ledger with a msgid fixed at planning (see ``extraction``). A re-send
-after an unknown outcome reuses the msgid, so the regulator's 40005 then means "already received".
+after an unknown outcome reuses the msgid, so the regulator's 40005 then means "already received"; a
+40005 no attempt of ours can explain is a collision and gets a new msgid (``delivery``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from core.hook_types import (
 from core.hookspecs import hookimpl
 from core.masking import mask_record
 
-from . import common, extraction, sandbox
+from . import common, delivery, extraction, sandbox
 from .queries import DEFAULT_QUERIES
 
 log = logging.getLogger("baosong.shangrao")
@@ -90,7 +91,8 @@ def schedule(report_type, slot, source, settings):
 @hookimpl
 def build_payload(upload: UploadContext) -> Payload:
     code = common.institution_code(upload.settings)
-    if not upload.idempotency_key.startswith(code) or len(upload.idempotency_key) != common.MSGID_LENGTH:
+    msgid = delivery.msgid(upload)
+    if not msgid.startswith(code) or len(msgid) != common.MSGID_LENGTH:
         # The msgid was fixed at planning with the institution code of that time.
         raise RejectUpload(f"本批次的 msgid 不以当前机构编号 {code} 开头（机构编号在计划后被修改？）")
     if not upload.rows:
@@ -118,7 +120,7 @@ def sign(upload: UploadContext, payload: Payload) -> OutboundRequest:
         raise RejectUpload(f"SM2 密文长度 {len(data)} 与预计的 {expected} 不符")
     envelope = {
         "infno": settings.get(f"infno_{service}"),
-        "msgid": upload.idempotency_key,
+        "msgid": delivery.msgid(upload),
         "fixmedins_code": common.institution_code(settings),
         "fixmedins_name": settings.get("fixmedins_name"),
         "data": data,
@@ -151,13 +153,9 @@ def parse_response(upload: UploadContext, response: Response) -> Outcome:
         return Outcome("retry", message=f"HTTP {response.status}，应答不是约定的 JSON，结果未知")
     message = _message(answer) or common.RESPONSE_CODES.get(code, ("未知响应码", ""))[0]
     if code == common.SUCCESS_CODE:
-        return Outcome("success", code=code, message=message, result={"msgid": upload.idempotency_key})
+        return Outcome("success", code=code, message=message, result={"msgid": delivery.msgid(upload)})
     if code == common.DUPLICATE_CODE:
-        if upload.resend:
-            # Our own earlier attempt with this msgid reached the regulator: the batch is received.
-            return Outcome("success", code=code, message=f"重发的同一批次已被接收（{message}）",
-                           result={"msgid": upload.idempotency_key, "duplicate": True})
-        return Outcome("reject", code=code, message=f"{message}：msgid 与此前报送的其它报文重复")
+        return delivery.on_duplicate(upload, message)
     if code in common.RETRY_CODES:
         return Outcome("retry", code=code, message=message)
     if code in common.REJECT_CODES:

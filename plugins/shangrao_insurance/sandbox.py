@@ -15,14 +15,21 @@ document's codes (3.2.4):
     any row fails its field table (schemas/*.json)    40003, naming the row and field
     otherwise                                         200, rows kept
 
-Only accepted msgids are remembered, so a batch that was refused can be sent again after a fix.
+Where the document is silent the sandbox can take either reading (``GET|POST /_sandbox/readings``):
+
+    msgid_taken    "on_accept" (default): only accepted msgids are remembered, so a refused batch can be
+                   sent again after a fix; "on_receipt": every msgid that arrives is taken, refused or not
+    repeat_msgid   "40005" (default): a taken msgid is answered 40005 请勿重复提交; "200": an accepted
+                   msgid sent again is answered 200 without keeping its rows a second time
 
 Test endpoints: ``GET /_sandbox/records?service=fee_list_d[&keys=1][&limit=50]`` (counts, the key field
 of every accepted row, the latest rows with patient fields masked), ``DELETE /_sandbox/records``,
 ``POST /_sandbox/faults`` with any of ``{"error_rate": 0.5, "status": 500}``, ``{"timeout_seconds": 5}``
 (wait before handling), ``{"slow_seconds": 2}`` (handle and keep the rows, then wait before answering:
 an answer the client may never see), ``{"non_json": true}`` (handle, answer garbage),
-``{"reject_field": "CNT"}``, ``{"code": 40000}`` (answer that code without handling), ``{"reset": true}``.
+``{"reject_field": "CNT"}``, ``{"code": 40000}`` (answer that code without handling), ``{"reset": true}``,
+``{"inject": [{"fault": "drop_after_store", "p": 0.3, "seed": 1}, ...]}`` (core.sandbox_faults: lost answers,
+dropped connections, truncated bodies, slow answers, counted or probabilistic).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from core import clock
+from core import clock, sandbox_faults
 from core.crypto import CryptoError, SM2Profile, generate_sm2_keypair, sm2_decrypt
 from core.hook_types import Problem
 from core.masking import mask_record
@@ -63,6 +70,7 @@ DEMO_INFNO = {"fee_list_d": "FL01", "setl_d": "ST01", "mdtrt_d": "MD01"}
 ENVELOPE_LIMITS = {"infno": 4, "msgid": MSGID_LENGTH, "fixmedins_code": 30, "fixmedins_name": 100}
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _FAULT_KEYS = {"error_rate", "status", "timeout_seconds", "slow_seconds", "non_json", "reject_field", "code"}
+READINGS = {"msgid_taken": ("on_accept", "on_receipt"), "repeat_msgid": ("40005", "200")}
 
 
 class SandboxState:
@@ -74,6 +82,9 @@ class SandboxState:
         self.requests = 0
         self.faults: dict[str, Any] = {}
         self.random = random.Random()
+        self.plan = sandbox_faults.FaultPlan()
+        self.readings = {name: choices[0] for name, choices in READINGS.items()}
+        self.accepted: set[str] = set()  # msgids whose rows are kept (self.msgids: every msgid taken)
 
 
 def make_app(config: dict) -> Flask:
@@ -102,6 +113,13 @@ def make_app(config: dict) -> Flask:
 
     @app.post("/metadata/receive/<service>")
     def receive(service: str):
+        rule = state.plan.draw(request.path)
+        early = sandbox_faults.before_store(rule, request.environ)
+        if early is not None:
+            return early
+        return sandbox_faults.after_store(rule, request.environ, app.make_response(receive_now(service)))
+
+    def receive_now(service: str):
         faults = dict(state.faults)
         with state.lock:
             state.requests += 1
@@ -142,7 +160,9 @@ def make_app(config: dict) -> Flask:
             return answer("40003", f"msgid 应为定点医药机构编号({CODE_LENGTH}位)+随机24位字符串")
         with state.lock:
             if msgid in state.msgids:
-                return answer("40005", "该 msgid 已接收")
+                return repeated(msgid)
+            if state.readings["msgid_taken"] == "on_receipt":
+                state.msgids.add(msgid)
         ciphertext = envelope["data"]
         if not _well_formed(ciphertext, profile.output):
             return answer("40001", "data 不是约定编码的 SM2 密文（加密不正确）")
@@ -167,13 +187,32 @@ def make_app(config: dict) -> Flask:
             shown = "；".join(str(p) for p in problems[:10])
             return answer("40003", shown + (f" 等 {len(problems)} 处" if len(problems) > 10 else ""))
         with state.lock:
-            if msgid in state.msgids:  # a concurrent re-send got here first
-                return answer("40005", "该 msgid 已接收")
+            if msgid in state.accepted or (msgid in state.msgids and state.readings["msgid_taken"] == "on_accept"):
+                return repeated(msgid)  # a concurrent re-send got here first
             state.msgids.add(msgid)
+            state.accepted.add(msgid)
             state.records[service].extend(rows)
             state.batches.append({"service": service, "msgid": msgid, "rows": len(rows),
                                   "infno": envelope["infno"], "received_at": time.time()})
         return answer("200", rows=len(rows))
+
+    def repeated(msgid: str):
+        if msgid in state.accepted and state.readings["repeat_msgid"] == "200":
+            return answer("200", "该 msgid 已接收（不重复保存）")
+        return answer("40005", "该 msgid 已接收")
+
+    @app.route("/_sandbox/readings", methods=["GET", "POST"])
+    def readings():
+        if request.method == "POST":
+            wanted = request.get_json(force=True, silent=True) or {}
+            for name, value in wanted.items():
+                if name not in READINGS or value not in READINGS[name]:
+                    choices = "；".join(f"{n}: {'|'.join(c)}" for n, c in READINGS.items())
+                    return jsonify(error=f"未知的解读 {name}={value}（可选 {choices}）"), 400
+            with state.lock:
+                state.readings.update(wanted)
+        with state.lock:
+            return jsonify(readings=dict(state.readings))
 
     @app.get("/_sandbox/records")
     def records():
@@ -201,6 +240,7 @@ def make_app(config: dict) -> Flask:
                 rows.clear()
             state.batches.clear()
             state.msgids.clear()
+            state.accepted.clear()
         return jsonify(ok=True)
 
     @app.route("/_sandbox/faults", methods=["GET", "POST"])
@@ -209,11 +249,17 @@ def make_app(config: dict) -> Flask:
             body = request.get_json(force=True, silent=True) or {}
             if body.get("reset"):
                 state.faults = {}
-            unknown = set(body) - _FAULT_KEYS - {"reset"}
+                state.plan.clear()
+            unknown = set(body) - _FAULT_KEYS - {"reset", "inject"}
             if unknown:
                 return jsonify(error=f"未知的故障参数 {', '.join(sorted(unknown))}"), 400
+            if "inject" in body:
+                try:
+                    state.plan.configure(body.pop("inject"))
+                except ValueError as exc:
+                    return jsonify(error=str(exc)), 400
             state.faults = {**state.faults, **{k: v for k, v in body.items() if k != "reset"}}
-        return jsonify(faults=state.faults, requests=state.requests)
+        return jsonify(faults=state.faults, requests=state.requests, **state.plan.describe())
 
     return app
 

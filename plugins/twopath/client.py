@@ -18,7 +18,7 @@ from core.errors import AlreadyDelivered, ConfigurationError, RejectUpload, Retr
 from core.hook_types import OutboundRequest, Outcome, Payload, Response, Settings, UploadContext, UploadPlan
 from core.models import Upload, UploadStatus
 from core.plugins import registry
-from plugins.twopath import protocol, signature
+from plugins.twopath import delivery, protocol, signature
 from plugins.twopath.models import SignIn
 
 REGULATOR = "twopath"
@@ -199,7 +199,7 @@ def build(upload: UploadContext) -> Payload:
         raise RejectUpload(f"交易 {infno} 没有字段表，拒绝发送")
     settings = upload.settings
     row = upload.rows[0]
-    if infno in ("2511", "2503") and (upload.resend or row.get("query_first")):
+    if delivery.must_query_first(upload, infno, row):
         found = query_before_resend(upload, infno, row)
         if found is not None:
             appno = found.get("appno", "")
@@ -320,6 +320,9 @@ def parse(upload: UploadContext, response: Response) -> Outcome:
         if infno not in ("9001", "9002") and any(k.strip() in err_msg for k in keywords):
             invalidate_sign_in(row.get("opter") or upload.settings.get("default_opter"))
             return Outcome("retry", SIGN_EXPIRED, f"签到已失效（{err_msg}），重试时重新签到", search_keys=keys)
+        if delivery.revocation_took_effect(upload, infno, row):
+            return Outcome("success", QUERY_FIRST, f"查询确认前次撤销已生效，平台已无该备案（{err_msg}）",
+                           search_keys=keys)
         return Outcome("reject", str(code), err_msg or "平台返回失败", search_keys=keys)
     output = answer.get("output") or {}
     if isinstance(output, str):  # some deployments send output as a JSON string

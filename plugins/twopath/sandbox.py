@@ -15,7 +15,12 @@ Admin endpoints for tests and the demo::
     POST /_sandbox/faults            {"error_rate": 0.5, "status": 500} / {"timeout_seconds": 5} /
                                      {"non_json": true} / {"slow_seconds": 2} / {"reject_field": "X"} /
                                      {"lose_response": true}  (process, then answer 502: outcome unknown)
-                                     / {"reset": true}
+                                     / {"inject": [{"fault": "drop_after_store", "count": 1}, ...]}
+                                     (core.sandbox_faults: lost answers, dropped connections, truncated
+                                     bodies, slow answers; counted or probabilistic) / {"reset": true}
+    GET|POST /_sandbox/readings      where the documents are silent: {"duplicate_filing": "refuse"}
+                                     (default: an overlapping 2511/2503 for the same person and drug or
+                                     disease is refused) or "accept" (filed again: a second application)
     POST /_sandbox/clock             {"advance_seconds": 3600}  (sign-in expiry, review delay)
     POST /_sandbox/review            {"appno": "...", "decision": "approved" | "rejected"}
 """
@@ -33,9 +38,11 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, jsonify, request
 
+from core import sandbox_faults
 from plugins.twopath import protocol, signature
 
 PENDING, APPROVED, REJECTED, REVOKED = "pending", "approved", "rejected", "revoked"
+READINGS = {"duplicate_filing": ("refuse", "accept")}
 DEFAULT_STATUS_CODES = {PENDING: "0", APPROVED: "1", REJECTED: "2"}
 
 
@@ -101,6 +108,8 @@ class State:
         self.filings: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
         self.counter = 0
+        self.plan = sandbox_faults.FaultPlan()
+        self.readings = {name: choices[0] for name, choices in READINGS.items()}
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -138,12 +147,30 @@ def make_app(config: dict[str, Any]) -> Flask:
     @app.post("/_sandbox/faults")
     def faults():
         body = request.get_json(force=True, silent=True) or {}
+        if "inject" in body:
+            try:
+                state.plan.configure(body.pop("inject"))
+            except ValueError as exc:
+                return jsonify({"error": str(exc)}), 400
         with state.lock:
             if body.get("reset"):
                 state.faults = {}
+                state.plan.clear()
             else:
                 state.faults.update(body)
-            return jsonify({"faults": state.faults})
+            return jsonify({"faults": state.faults, **state.plan.describe()})
+
+    @app.route("/_sandbox/readings", methods=["GET", "POST"])
+    def readings():
+        if request.method == "POST":
+            wanted = request.get_json(force=True, silent=True) or {}
+            for name, value in wanted.items():
+                if name not in READINGS or value not in READINGS[name]:
+                    return jsonify({"error": f"未知的解读 {name}={value}"}), 400
+            with state.lock:
+                state.readings.update(wanted)
+        with state.lock:
+            return jsonify({"readings": dict(state.readings)})
 
     @app.post("/_sandbox/clock")
     def advance_clock():
@@ -166,6 +193,13 @@ def make_app(config: dict[str, Any]) -> Flask:
     @app.post("/", defaults={"path": ""})
     @app.post("/<path:path>")
     def transaction(path: str):
+        rule = state.plan.draw(request.path)
+        early = sandbox_faults.before_store(rule, request.environ)
+        if early is not None:
+            return early
+        return sandbox_faults.after_store(rule, request.environ, app.make_response(transact(path)))
+
+    def transact(path: str):
         faults = dict(state.faults)
         if faults.get("slow_seconds"):
             time.sleep(float(faults["slow_seconds"]))
@@ -326,7 +360,7 @@ def _handle(state: State, config: dict[str, Any], people: list[dict[str, str]], 
         kind = "twopath" if infno == "2511" else "chronic"
         codes = ([d["med_list_codg"] for d in input_node.get("twopathdruglist", [])] if kind == "twopath"
                  else [data["opsp_dise_code"]])
-        for f in state.filings:
+        for f in state.filings if state.readings["duplicate_filing"] == "refuse" else ():
             if f["kind"] == kind and f["psn_no"] == psn_no and f["status"] in (PENDING, APPROVED) \
                     and set(codes) & set(f["codes"]) and f["begndate"] <= (data.get("enddate") or "9999") \
                     and data["begndate"] <= (f["enddate"] or "9999"):
