@@ -520,7 +520,7 @@ def reconcile(scheduler=None, *, rebuild: bool = False) -> list[str]:
     for job_id, func in PERIODIC_JOBS.items():
         if not present(job_id):
             scheduler.cancel(job_id)
-            scheduler.schedule(scheduled_time=datetime.utcnow(), func=func, interval=TICK_SECONDS, repeat=None,
+            scheduler.schedule(scheduled_time=datetime.now(UTC).replace(tzinfo=None), func=func, interval=TICK_SECONDS, repeat=None,
                                id=job_id, queue_name=control_queue().name, timeout=3600)  # result_ttl: -1
             repaired.append(job_id)
     for task in db.session.execute(sa.select(Task)).scalars():
