@@ -56,13 +56,18 @@ def main(burst: bool = False, worker_class: str = "simple") -> int:
                     log.exception("start-up sweep failed; working on")
             worker = worker_type(queues(), connection=connection())
             worker.work(burst=burst, with_scheduler=False)
-            if burst or getattr(worker, "_stop_requested", False):
+            if burst or stop_requested(worker):
                 return 0
             log.warning("the RQ loop ended without a stop request; restarting in %.0f s", backoff)
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
             log.warning("Redis unreachable (%s); reconnecting in %.0f s", exc, backoff)
         time.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def stop_requested(worker) -> bool:
+    """Did RQ end its loop because of SIGTERM/SIGINT (warm shutdown), idle or busy?"""
+    return bool(getattr(worker, "_stop_requested", False) or getattr(worker, "_shutdown_requested_date", None))
 
 
 if __name__ == "__main__":

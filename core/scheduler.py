@@ -362,11 +362,10 @@ def replan_held_back(report_type_name: str, department: str | None = None, *, en
 
 def request_held_back_replan(report_type_name: str, department: str | None = None) -> None:
     """Re-plan held-back slots in the background (a worker job), or here if Redis cannot take the job."""
-    from core.queue import control_queue
+    from core.queue import enqueue_call
 
-    try:
-        control_queue().enqueue("core.scheduler.replan_held_back_job", report_type_name, department,
-                                result_ttl=600, job_timeout=3600)
+    try:  # the main queue: ahead of back-fills, behind the scheduler's own short jobs
+        enqueue_call("core.scheduler.replan_held_back_job", report_type_name, department)
     except Exception as exc:  # Redis down: do it now, it only plans (uploads are swept in later)
         log.warning("replan of held-back %s inline (%s)", report_type_name, exc)
         replan_held_back(report_type_name, department, enqueue=False)
@@ -520,7 +519,7 @@ def reconcile(scheduler=None, *, rebuild: bool = False) -> list[str]:
     for job_id, func in PERIODIC_JOBS.items():
         if not present(job_id):
             scheduler.cancel(job_id)
-            scheduler.schedule(scheduled_time=datetime.utcnow(), func=func, interval=TICK_SECONDS, repeat=None,
+            scheduler.schedule(scheduled_time=datetime.now(UTC).replace(tzinfo=None), func=func, interval=TICK_SECONDS, repeat=None,
                                id=job_id, queue_name=control_queue().name, timeout=3600)  # result_ttl: -1
             repaired.append(job_id)
     for task in db.session.execute(sa.select(Task)).scalars():

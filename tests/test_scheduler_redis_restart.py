@@ -144,3 +144,20 @@ def test_a_standby_scheduler_takes_over_from_a_sigkilled_leader_within_the_lease
         for process in (first, second):
             if process is not None:
                 stop(process)
+
+
+def test_a_worker_waits_out_an_unreachable_redis_and_stops_on_sigterm(echo, redis_conn):
+    unreachable = start(["worker.py"], child_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        time.sleep(8)
+        assert unreachable.poll() is None  # before: the start-up sweep's ConnectionError ended it
+    finally:
+        stop(unreachable)
+
+    idle = start(["worker.py"], child_env())
+    try:
+        wait_until(lambda: any(k.startswith(b"rq:worker:") for k in redis_conn.keys("rq:worker:*")), 30)
+        os.killpg(idle.pid, signal.SIGTERM)
+        assert idle.wait(15) == 0  # a stop request ends it; only errors make it carry on
+    finally:
+        stop(idle)

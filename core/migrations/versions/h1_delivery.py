@@ -1,5 +1,7 @@
-"""delivery knowledge on attempts (how far each request got); slots as obligations (states that move,
-claim time, held-back records linked to their slot); back-fill runs with progress
+"""delivery on attempts, slot states and re-plans, back-fill runs
+
+Attempts record how far each request got (delivery, operation_sent); slots get a claim time and a run
+count, held-back records their slot; back-fill runs keep their progress.
 
 Revision ID: h1_delivery
 Revises: 9072698936cc
