@@ -358,6 +358,9 @@ class LocalMapping:
     local_label: str = "院内"
     national_label: str = "国家"
     used_by: str = ""  # what the mapping is for, shown on the page (e.g. "科室就诊日报使用")
+    # Report types that hold records back while a local code is unmapped: saving a mapping re-plans
+    # their held-back slots, so the records are sent without anyone asking (core.scheduler).
+    held_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,8 @@ def apply_mapping(local_code: str, local_name: str, national_code: str | None, *
     if national_code:  # its held-back records are sent now (core.scheduler re-plans the slots that held them)
         from core.scheduler import request_held_back_replan
 
-        request_held_back_replan(DEPT_REPORT_TYPE, local_code)
+        for report_type in dictionary.mapping.held_by:
+            request_held_back_replan(report_type, local_code)
     return after
 
 
@@ -350,7 +351,8 @@ def apply_import(result: ImportResult, filename: str, dictionary: CodeDictionary
     if any(change["after"] for change in result.changes):
         from core.scheduler import request_held_back_replan
 
-        request_held_back_replan(DEPT_REPORT_TYPE)  # every slot that held a department back
+        for report_type in dictionary.mapping.held_by:
+            request_held_back_replan(report_type)  # every slot that held a local code back
 
 
 # --- views ---------------------------------------------------------------------------------------------

@@ -79,6 +79,6 @@ CT08 = CodeDictionary(
     mapping=LocalMapping(
         local_codes=local_departments, mappings=stored_mappings, save=models.set_mapping,
         held=held_departments, in_use=departments_today, local_label="院内科室", national_label="国家科室",
-        used_by="科室就诊日报使用；未对照科室的记录暂缓上报",
+        used_by="科室就诊日报使用；未对照科室的记录暂缓上报", held_by=("keydata.dept_daily",),
     ),
 )
