@@ -267,7 +267,7 @@ PLAN_QUERIES = {
                              "AND status IN ('failed', 'failed_will_retry', 'rejected') LIMIT 10001) AS c",
     "bulk-retry exact count": "SELECT count(id) FROM uploads WHERE status IN ('failed', 'failed_will_retry', "
                               "'rejected')",
-    "dashboard today": "SELECT report_type, status, count(*) FROM uploads WHERE created_at >= '2026-01-01' "
+    "dashboard today": "SELECT report_type, status, count(*) FROM uploads WHERE created_at >= '{today}' "
                        "GROUP BY report_type, status",
     "stats indicators (day totals)": "SELECT day, metric, value FROM stat_counters WHERE report_type = "
                                      "'keydata.dept_daily' AND day >= '2025-01-01' AND day <= '2025-12-31' "
@@ -287,7 +287,7 @@ def _plans(engine) -> None:
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
     with engine.connect() as conn:
         for name, sql in PLAN_QUERIES.items():
-            rows = conn.execute(sa.text(explain + sql)).all()
+            rows = conn.execute(sa.text(explain + sql.replace("{today}", f"{datetime.utcnow():%Y-%m-%d}"))).all()
             lines = [str(r[-1]) for r in rows]
             print(f"  plan: {name}\n      " + "\n      ".join(lines))
 
