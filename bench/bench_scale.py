@@ -85,7 +85,7 @@ def populate(engine, count: int, *, seed: int = 7, batch: int = 10_000) -> dict:
     attempts: list[dict] = []
     attempt_id = 0
     parents: list[int] = []
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         for i in range(count):
             upload_id = i + 1
             report_type = rng.choices(types, type_weights)[0]
@@ -139,6 +139,7 @@ def populate(engine, count: int, *, seed: int = 7, batch: int = 10_000) -> dict:
             if len(uploads) >= batch:
                 conn.execute(sa.insert(Upload.__table__), uploads)
                 conn.execute(sa.insert(Attempt.__table__), attempts)
+                conn.commit()  # a transaction per batch: SQLite's WAL stays small
                 uploads.clear()
                 attempts.clear()
         if uploads:
@@ -149,6 +150,7 @@ def populate(engine, count: int, *, seed: int = 7, batch: int = 10_000) -> dict:
             for table in ("uploads", "attempts"):
                 conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                      f"(SELECT max(id) FROM {table}))"))
+        conn.commit()
     return {"attempts": attempt_id, "parent": parents[0] if parents else None}
 
 
@@ -265,12 +267,15 @@ PLAN_QUERIES = {
                              "AND status IN ('failed', 'failed_will_retry', 'rejected') LIMIT 10001) AS c",
     "bulk-retry exact count": "SELECT count(id) FROM uploads WHERE status IN ('failed', 'failed_will_retry', "
                               "'rejected')",
-    "dashboard today": "SELECT report_type, status, count(*) FROM uploads WHERE created_at >= '2026-01-01' "
+    "dashboard today": "SELECT report_type, status, count(*) FROM uploads WHERE created_at >= '{today}' "
                        "GROUP BY report_type, status",
-    "stats indicators": "SELECT day, figures FROM stat_indicators WHERE report_type = 'keydata.dept_daily' "
-                        "AND day >= '2025-01-01' AND day <= '2025-12-31'",
+    "stats indicators (day totals)": "SELECT day, metric, value FROM stat_counters WHERE report_type = "
+                                     "'keydata.dept_daily' AND day >= '2025-01-01' AND day <= '2025-12-31' "
+                                     "AND metric IN ('ind_sum:personTimes', 'ind_n:personTimes')",
     "stats volume": "SELECT day, metric, sum(value) FROM stat_counters WHERE metric IN ('uploads:succeeded', "
-                    "'uploads:failed') AND day >= '2025-01-01' GROUP BY day, metric",
+                    "'uploads:failed') AND day >= '2025-01-01' GROUP BY metric, day",
+    "department + failures page": "SELECT id FROM uploads WHERE department = '0310' AND status = 'failed' "
+                                  "ORDER BY created_at DESC, id DESC LIMIT 51",
     "alerts latest failure": "SELECT id FROM uploads WHERE report_type = 'keydata.dept_daily' AND status = 'failed' "
                              "ORDER BY created_at DESC LIMIT 1",
 }
@@ -282,7 +287,7 @@ def _plans(engine) -> None:
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
     with engine.connect() as conn:
         for name, sql in PLAN_QUERIES.items():
-            rows = conn.execute(sa.text(explain + sql)).all()
+            rows = conn.execute(sa.text(explain + sql.replace("{today}", f"{datetime.utcnow():%Y-%m-%d}"))).all()
             lines = [str(r[-1]) for r in rows]
             print(f"  plan: {name}\n      " + "\n      ".join(lines))
 

@@ -211,9 +211,10 @@ def _replace_indicator(deltas: dict, report_type: str, day: date, department: st
     table = StatIndicator.__table__
     inserted = db.session.execute(
         _insert(table).values(report_type=report_type, day=day, department=department, period=period,
-                              upload_id=upload_id, figures=values).on_conflict_do_nothing()
-    ).rowcount
-    if inserted == 1:
+                              upload_id=upload_id, figures=values)
+        .on_conflict_do_nothing().returning(table.c.upload_id)
+    ).first()
+    if inserted is not None:
         indicator_deltas(deltas, report_type, day, values, +1)
         return
     query = sa.select(StatIndicator).where(StatIndicator.report_type == report_type, StatIndicator.day == day,

@@ -53,6 +53,7 @@ class Upload(db.Model):
         sa.Index("ix_uploads_type_status_created", "report_type", "status", "created_at"),
         sa.Index("ix_uploads_parent", "parent_id"),
         sa.Index("ix_uploads_department_created", "department", "created_at"),
+        sa.Index("ix_uploads_department_status_created", "department", "status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

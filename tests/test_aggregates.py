@@ -144,3 +144,22 @@ def test_a_latency_lands_in_the_bucket_of_its_upper_bound():
     assert aggregates.bucket_metric(50) == "latency_le:50"
     assert aggregates.bucket_metric(51) == "latency_le:100"
     assert aggregates.bucket_metric(10**6) == "latency_le:inf"
+
+
+def test_bulk_retry_counts_from_the_aggregates_equal_the_ledger(echo, redis_conn):
+    from web.upload_query import FAILURE_STATUSES, UploadFilter, exact_count
+
+    run_faulty_history(echo)
+    db.session.expire_all()
+    uploads = db.session.execute(sa.select(Upload)).scalars().all()
+    days = sorted({aggregates.local_day(u.created_at) for u in uploads})
+    for flt in (UploadFilter(), UploadFilter(report_type="echo.hourly"), UploadFilter(status="failed"),
+                UploadFilter(start=str(days[-1])), UploadFilter(end=str(days[0])),
+                UploadFilter(report_type="echo.monthly")):
+        expected = sum(1 for u in uploads if u.status in FAILURE_STATUSES
+                       and (not flt.report_type or u.report_type == flt.report_type)
+                       and (not flt.statuses() or u.status in flt.statuses())
+                       and (not flt.start or str(aggregates.local_day(u.created_at)) >= flt.start)
+                       and (not flt.end or str(aggregates.local_day(u.created_at)) <= flt.end))
+        assert exact_count(flt, failures_only=True) == expected, flt
+    assert exact_count(UploadFilter(), failures_only=True) == 3

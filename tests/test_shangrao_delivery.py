@@ -77,10 +77,11 @@ def kill_mid_send(worker: subprocess.Popen) -> Upload:
     [sending] = db.session.execute(sa.select(Upload).where(Upload.status == UploadStatus.SENDING)).scalars()
     horse = int(sending.attempt_list[-1].worker.rsplit(":", 1)[1])  # committed before the request left
     db.session.remove()
-    with open(f"/proc/{horse}/stat") as stat:
-        assert int(stat.read().rsplit(")", 1)[1].split()[1]) == worker.pid  # our worker's child
+    if horse != worker.pid:  # `--fork`: a work-horse, our worker's child; by default the worker itself
+        with open(f"/proc/{horse}/stat") as stat:
+            assert int(stat.read().rsplit(")", 1)[1].split()[1]) == worker.pid
+        os.killpg(os.getpgid(horse), signal.SIGKILL)
     os.killpg(worker.pid, signal.SIGKILL)
-    os.killpg(os.getpgid(horse), signal.SIGKILL)
     worker.wait(10)
     return sending
 

@@ -95,22 +95,41 @@ def indicator_table(report_type: str, days: int, granularity: str) -> tuple[list
     return labels, {name: {label: table[label][name] for label in table if name in table[label]} for name in kinds}
 
 
-def volume_table(report_type: str, days: int) -> tuple[list[str], dict[str, dict[str, int]]]:
-    """Uploads per day (the day they were recorded) by outcome: succeeded, failed, other."""
+def _period(granularity: str):
+    """The label a counter row is summed under, computed by the database: its day, or its month
+    ("YYYY-MM", the first 7 characters of the ISO date on SQLite and PostgreSQL alike)."""
+    if granularity == "month":
+        return sa.func.substr(sa.cast(StatCounter.day, sa.String), 1, 7)
+    return StatCounter.day
+
+
+def _label(value) -> str:
+    return value if isinstance(value, str) else f"{value:%Y-%m-%d}"
+
+
+def _labels(first: date, last: date, granularity: str) -> list[str]:
+    if granularity == "month":
+        return sorted({f"{first + timedelta(days=i):%Y-%m}" for i in range((last - first).days + 1)})
+    return _day_labels(first, last)
+
+
+def volume_table(report_type: str, days: int, granularity: str = "day") -> tuple[list[str], dict[str, dict[str, int]]]:
+    """Uploads per day (or month) they were recorded, by outcome: succeeded, failed, other."""
     first, today = _range(days)
     series: dict[str, dict[str, int]] = {"成功": {}, "失败": {}, "其他": {}}
     metrics = {status_metric(s): VOLUME_BUCKETS.get(s, "其他") for s in UploadStatus.ALL}
-    query = (sa.select(StatCounter.day, StatCounter.metric, sa.func.sum(StatCounter.value))
+    period = _period(granularity)
+    query = (sa.select(period, StatCounter.metric, sa.func.sum(StatCounter.value))
              .where(StatCounter.metric.in_(metrics), StatCounter.day >= first, StatCounter.day <= today)
-             .group_by(StatCounter.metric, StatCounter.day))
+             .group_by(StatCounter.metric, period))
     if report_type:
         query = query.where(StatCounter.report_type == report_type)
-    for day, metric, value in db.session.execute(query):
+    for value_period, metric, value in db.session.execute(query):
         if value:
             bucket = series[metrics[metric]]
-            label = f"{day:%Y-%m-%d}"
+            label = _label(value_period)
             bucket[label] = bucket.get(label, 0) + int(value)
-    return _day_labels(first, today), series
+    return _labels(first, today, granularity), series
 
 
 def _histogram_percentile(buckets: dict[str, int], fraction: float, maximum: int) -> int:
@@ -126,8 +145,8 @@ def _histogram_percentile(buckets: dict[str, int], fraction: float, maximum: int
     return maximum
 
 
-def regulator_table(days: int) -> tuple[list[dict], list[str], dict[str, dict[str, float]]]:
-    """Per regulator: attempts, success rate, latency (avg/p95/max); and the daily success rate."""
+def regulator_table(days: int, granularity: str = "day") -> tuple[list[dict], list[str], dict[str, dict[str, float]]]:
+    """Per regulator: attempts, success rate, latency (avg/p95/max); and the daily (monthly) success rate."""
     first, today = _range(days)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     daily: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
@@ -144,14 +163,14 @@ def regulator_table(days: int) -> tuple[list[dict], list[str], dict[str, dict[st
             values[metric] = max(values[metric], int(maximum or 0))
         else:
             values[metric] += int(total or 0)
+    period = _period(granularity)
     rows = db.session.execute(
-        sa.select(StatCounter.report_type, StatCounter.day, StatCounter.metric, StatCounter.value)
+        sa.select(StatCounter.report_type, period, StatCounter.metric, sa.func.sum(StatCounter.value))
         .where(StatCounter.metric.in_(("attempts", "attempts_ok")), *in_range)
+        .group_by(StatCounter.metric, StatCounter.report_type, period)
     )
-    regulators: dict[str, str] = {}
-    for report_type, day, metric, value in rows:
-        regulator = regulators.get(report_type) or regulators.setdefault(report_type, regulator_of(report_type))
-        daily[regulator][f"{day:%Y-%m-%d}"][0 if metric == "attempts" else 1] += value
+    for report_type, value_period, metric, value in rows:
+        daily[regulator_of(report_type)][_label(value_period)][0 if metric == "attempts" else 1] += int(value)
     summary = []
     for regulator, values in sorted(totals.items()):
         attempts, ok, timed = values["attempts"], values["attempts_ok"], values["latency_n"]
@@ -165,7 +184,7 @@ def regulator_table(days: int) -> tuple[list[dict], list[str], dict[str, dict[st
                             p95_ms=_histogram_percentile(buckets, 0.95, maximum), max_ms=maximum))
     rates = {regulator_title(reg): {label: round(v[1] * 100 / v[0], 1) for label, v in per_day.items() if v[0]}
              for reg, per_day in daily.items()}
-    return summary, _day_labels(first, today), rates
+    return summary, _labels(first, today, granularity), rates
 
 
 SERIES_COLORS = {"成功": "#1a7f37", "失败": "#c62828", "其他": "#9aa5b1"}
@@ -200,8 +219,8 @@ def index():
     titles = {name: title for name, title, _ in fields}
     chosen = [f for f in request.args.getlist("indicator") if f in titles] or [n for n, _, _ in fields[:3]]
     labels, table = indicator_table(report_type, days, granularity) if report_type else ([], {})
-    volume_labels, volume = volume_table(report_type, days)
-    summary, rate_labels, rates = regulator_table(days)
+    volume_labels, volume = volume_table(report_type, days, granularity)
+    summary, rate_labels, rates = regulator_table(days, granularity)
     return render_template(
         "stats.html", candidates=candidates, report_type=report_type, days=days_key, ranges=RANGES,
         granularity=granularity, fields=fields, titles=titles, chosen=chosen, labels=labels, table=table,

@@ -38,6 +38,7 @@ def upgrade():
         batch_op.create_index("ix_uploads_parent", ["parent_id"])
         batch_op.drop_index("ix_uploads_department")
         batch_op.create_index("ix_uploads_department_created", ["department", "created_at"])
+        batch_op.create_index("ix_uploads_department_status_created", ["department", "status", "created_at"])
     op.create_index("ix_attempts_started", "attempts", ["started_at"])
     # Existing uploads are counted by `baosong stats rebuild` (init-db runs it after this migration).
 
@@ -45,6 +46,7 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_attempts_started", table_name="attempts")
     with op.batch_alter_table("uploads") as batch_op:
+        batch_op.drop_index("ix_uploads_department_status_created")
         batch_op.drop_index("ix_uploads_department_created")
         batch_op.create_index("ix_uploads_department", ["department"])
         batch_op.drop_index("ix_uploads_parent")
