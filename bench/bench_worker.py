@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         env["REDIS_URL"] = os.environ["REDIS_URL"] = embedded_url(conn)
     port = _free_port()
     from core.app import create_app
-    from core.demo import prepare
+    from demo.run import prepare
 
     prepare(f"http://127.0.0.1:{port}")
     sandbox = subprocess.Popen([sys.executable, "-m", "core.cli", "sandbox", "--port", str(port)], env=env,

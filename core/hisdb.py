@@ -19,7 +19,7 @@ Read-only is enforced three times:
 Parameters are bound (``:name`` in the SQL), never formatted into it.  Times: the hospital stores naive
 local (Asia/Shanghai) wall-clock times.  ``datetime`` parameters are converted to that (an aware datetime is
 first converted to Asia/Shanghai) and, for SQLite, passed as text ``'YYYY-MM-DD HH:MM:SS'`` (``date`` as
-``'YYYY-MM-DD'``), the way the demo database (``core.demo_hospital``) stores them, so string comparison
+``'YYYY-MM-DD'``), the way the demo database (``demo.hospital``) stores them, so string comparison
 orders correctly; for other databases they are passed as naive ``datetime``/``date`` objects.
 
 Values come back as the driver returns them: SQLite gives times as text and NUMERIC as int/float,

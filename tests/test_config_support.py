@@ -1,4 +1,4 @@
-"""Shared by the configuration tests: a demo hospital database (core.demo_hospital) as the HIS, the keydata
+"""Shared by the configuration tests: a demo hospital database (demo.hospital) as the HIS, the keydata
 department mapping seeded the demo way, and "maptest", a small plugin whose SQL returns the HIS's own column
 names so only a field mapping turns them into interface fields."""
 

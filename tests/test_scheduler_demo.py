@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from core.demo import Supervisor, stop_embedded_redis
+from demo.run import Supervisor, stop_embedded_redis
 
 
 def alive(pid: int) -> bool:

@@ -62,7 +62,7 @@ from .common import (
     schema_for,
 )
 
-# The demo hospital's own institution (core.demo_hospital), so its rows and the envelope agree.
+# The demo hospital's own institution (demo.hospital), so its rows and the envelope agree.
 DEMO_INSTITUTION_CODE = DEFAULT_ORG_CODE
 DEMO_INSTITUTION_NAME = DEFAULT_ORG_NAME
 # The document gives infno as varchar(4) 接口类别代码 without values; the demo uses these placeholders.
