@@ -1,4 +1,4 @@
-"""Default indicator SQL, written for the demo hospital database (core/demo_hospital.py, whose docstring
+"""Default indicator SQL, written for the demo hospital database (demo/hospital.py, whose docstring
 documents the tables). A hospital adapts any of them to its HIS without code changes: a ReportQuery row
 (report_type, name, sql) replaces the default of the same name.
 

@@ -90,7 +90,7 @@ def register_regulators() -> list[Regulator]:
     return [Regulator(REGULATOR, "江西省医疗保障信息平台（双通道/慢特病）", settings=SETTINGS, codes=CODES)]
 
 
-# "Import from the HIS" reads one patient by ID number (core/demo_hospital.py's patients table; a
+# "Import from the HIS" reads one patient by ID number (demo/hospital.py's patients table; a
 # hospital replaces it with its own SQL). Column aliases are the interface field names.
 PATIENT_SQL = (
     "SELECT name AS psn_name, id_number AS certno, id_type AS psn_cert_type, gender AS gend, nation AS naty, "
