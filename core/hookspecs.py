@@ -269,6 +269,19 @@ def seed_demo_hospital(connection: Any, start: date, end: date) -> dict[str, int
 
 
 @hookspec
+def register_audit_actions() -> dict[str, str]:
+    """Chinese names of the audit actions the plugin records (````web.audit.record(...)````),
+    so the audit log and its 操作 filter never show a raw identifier.
+
+    Example::
+
+        @hookimpl
+        def register_audit_actions():
+            return {"weekly.checked": "核对周报"}
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add ``baosong`` sub-commands to the ``click`` group ``cli`` (as datasette's hook of that name).
 

@@ -110,6 +110,13 @@ class Registry:
                 found.append((self.pm.get_name(plugin) or "?", pages))
         return found
 
+    def audit_action_labels(self) -> dict[str, str]:
+        """Every plugin's names for its audit actions (hook ``register_audit_actions``)."""
+        labels: dict[str, str] = {}
+        for found in self.pm.hook.register_audit_actions():
+            labels.update(found or {})
+        return labels
+
     def migration_locations(self) -> list[str]:
         return [str(location) for location in self.pm.hook.migrations_location() if location]
 

@@ -4,7 +4,8 @@ names so only a field mapping turns them into interface fields."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -56,19 +57,27 @@ class MapTestPlugin:
 def his_url(tmp_path_factory):
     """A demo hospital database covering yesterday and today (generated once per session)."""
     pytest.importorskip("core.hisdb", reason="core.hisdb (HospitalData) not available yet")
-    from core import clock
     from demo.hospital import generate
 
     path = tmp_path_factory.mktemp("his") / "demo_hospital.db"
-    today = clock.local_now().date()
-    generate(f"sqlite:///{path}", start=today - timedelta(days=1), end=today)
+    generate(f"sqlite:///{path}", start=TEST_DAY - timedelta(days=1), end=TEST_DAY, now=TEST_NOW.replace(tzinfo=None))
     return f"sqlite:///{path}"
+
+
+# "Now" for these tests: mid-afternoon of today, so "today so far" has a day's registrations whatever the
+# hour the suite runs at (just after midnight in Shanghai, today would still be empty).
+TEST_DAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+TEST_NOW = datetime.combine(TEST_DAY, time(15, 30), ZoneInfo("Asia/Shanghai"))
 
 
 @pytest.fixture
 def his(his_url, monkeypatch):
+    from core import clock
+
     monkeypatch.setenv("HIS_DATABASE_URL", his_url)
-    return his_url
+    clock.freeze(TEST_NOW)  # undone by the app fixture
+    yield his_url
+    clock.freeze(None)
 
 
 @pytest.fixture

@@ -186,13 +186,13 @@ def test_the_plugins_page_menu_entry_action_and_reversal(weekly, work, app):
 
 
 def test_the_connection_probe_is_structured_and_catches_a_wrong_key(weekly, app):
-    operator = login(app, "operator")
+    operator = login(app, "admin")  # 测试连接 is an admin's (it makes the server open a connection)
     html = operator.post("/config/regulators/weekly/test").get_data(as_text=True)
     assert "连接正常" in html and "签名校验" in html and "weekly-test-key" not in html
     save_regulator_setting("weekly", "sign_key", "wrong-key")
     db.session.commit()
     html = operator.post("/config/regulators/weekly/test").get_data(as_text=True)
-    assert "连接失败" in html and "请核对签名密钥" in html
+    assert "协议测试未通过" in html and "请核对签名密钥" in html
 
 
 def test_the_demo_hospital_has_the_plugins_seeded_rows(his_url):

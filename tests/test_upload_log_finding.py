@@ -8,6 +8,7 @@ from datetime import datetime
 from test_web_support import login
 
 import plugins.keydata.models  # noqa: F401  (the department mapping table)
+from core import aggregates
 from core.db import db
 from core.models import Upload, UploadStatus
 
@@ -16,6 +17,8 @@ def _upload(key: str, period: str, created: datetime) -> int:
     row = Upload(report_type="webtest.daily", business_key=key, period=period, status=UploadStatus.SUCCEEDED,
                  idempotency_key=key, search_text=key, created_at=created, rows=[])
     db.session.add(row)
+    db.session.flush()
+    aggregates.settle(row)  # as core.ledger does: the statistics count every upload
     db.session.commit()
     return row.id
 
@@ -72,3 +75,13 @@ def test_the_department_filter_accepts_a_name_as_well_as_a_code(app):
         assert {int(i) for i in re.findall(r'href="/uploads/(\d+)"', page)} == {cardio.id}, text
     page = viewer.get("/uploads/").get_data(as_text=True)
     assert '<option value="0102">呼吸内科</option>' in page  # suggestions while typing
+
+
+def test_an_exact_total_with_a_period_filter_counts_the_ledger(app, monkeypatch):
+    import web.upload_query as uq
+
+    monkeypatch.setattr(uq, "COUNT_CAP", 2)
+    for i in range(5):
+        _upload(f"p{i}", f"2025/03/0{i + 1} 07:59:59", datetime(2025, 4, 1))
+    page = login(app, "viewer").get("/uploads/?period_start=2025-03-02&period_end=2025-03-04&count=exact")
+    assert "共 <strong>3</strong> 条" in page.get_data(as_text=True)

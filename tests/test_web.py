@@ -359,8 +359,15 @@ def test_tasks_pause_resume_run_now_and_edit_cron(app, webtest):
     db.session.expire_all()
     assert db.session.get(Task, task.id).enabled
 
-    ran = operator.post(f"/tasks/{task.id}/run", follow_redirects=True).get_data(as_text=True)
+    clock.freeze(clock.now())  # both clicks in the same minute, whatever the wall clock does
+    try:
+        ran = operator.post(f"/tasks/{task.id}/run", follow_redirects=True).get_data(as_text=True)
+        again = operator.post(f"/tasks/{task.id}/run", follow_redirects=True).get_data(as_text=True)
+    finally:
+        clock.freeze(None)
     assert "计划 1 条上报" in ran
+    assert db.session.execute(sa.select(sa.func.count(Upload.id))).scalar() == 1
+    assert "没有新的上报" in again and "更新重发" in again  # says what to do instead
     assert db.session.execute(sa.select(sa.func.count(Upload.id))).scalar() == 1
 
     preview = operator.get("/tasks/preview?cron=30+8+*+*+1-5&timezone=Asia/Shanghai").get_data(as_text=True)

@@ -143,15 +143,28 @@ ACTION_GROUPS = {
 }
 
 
-def action_label(action: str) -> str:
+def all_labels() -> dict[str, str]:
+    """The admin's own action names and those the plugins declare (hook ``register_audit_actions``)."""
+    from core.plugins import registry
+
+    try:
+        plugin_labels = registry().audit_action_labels()
+    except Exception:  # a broken plugin must not take the audit page down
+        plugin_labels = {}
+    return {**plugin_labels, **ACTION_LABELS}
+
+
+def action_label(action: str, labels: dict[str, str] | None = None) -> str:
     """The Chinese name of an audit action; an unknown one is named by its family ("备案：其他操作")."""
-    if action in ACTION_LABELS:
-        return ACTION_LABELS[action]
+    labels = all_labels() if labels is None else labels
+    if action in labels:
+        return labels[action]
     family = action.split(".", 1)[0]
     return f"{ACTION_GROUPS[family]}：其他操作" if family in ACTION_GROUPS else "其他操作"
 
 
 def action_choices(seen: list[str]) -> list[tuple[str, str]]:
     """Every labelled action plus any action found in the log, for the 操作 filter."""
-    keys = list(ACTION_LABELS) + sorted(a for a in set(seen) if a not in ACTION_LABELS)
-    return [(key, action_label(key)) for key in keys]
+    labels = all_labels()
+    keys = list(labels) + sorted(a for a in set(seen) if a not in labels)
+    return [(key, action_label(key, labels)) for key in keys]

@@ -247,8 +247,14 @@ def run_now(task_id: int):
     warnings: list[str] = []
     redis_call("上报任务", lambda: [enqueue_upload(i, 0) for i in ids], warnings)
     _flash_all(warnings)
-    flash(f"已执行 {report_type_title(task.report_type)}（{slot:%Y-%m-%d %H:%M}）：计划 {len(ids)} 条上报"
-          + ("" if ids else "（该时段已执行过，或没有数据）"), "ok")
+    title = report_type_title(task.report_type)
+    if ids:
+        flash(f"已执行 {title}（{slot:%Y-%m-%d %H:%M}）：计划 {len(ids)} 条上报，正在发送；"
+              "结果见「数据查询」", "ok")
+    else:
+        flash(f"已执行 {title}（{slot:%Y-%m-%d %H:%M}），没有新的上报：这一统计期的数据已上报过（相同的上报不会"
+              "重复计划），或医院系统中没有数据。如需发送更正后的数字，请在「数据查询」中打开该上报，使用"
+              "「更新重发」；如需补上以前的时段，请在任务详情中使用「补传」或「重新计划」。", "warn")
     return redirect(safe_back(request.form.get("back"), url_for("tasks.index")))
 
 

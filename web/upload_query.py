@@ -263,7 +263,7 @@ def exact_count(flt: UploadFilter, *, failures_only: bool = False) -> int:
     by the statistics aggregates (counters per report type × local day × status, the same local days
     as the filter's): a few hundred rows instead of every matching upload. An upload being sent right
     now is counted in the status it had before."""
-    if not flt.department and not flt.q:
+    if not flt.department and not flt.q and not flt.period_start and not flt.period_end:
         return _count_from_aggregates(flt, failures_only=failures_only)
     return db.session.execute(
         sa.select(sa.func.count(Upload.id)).where(*flt.conditions(failures_only=failures_only))

@@ -192,6 +192,11 @@ def own_password():
     return redirect(url_for("dashboard.index"))
 
 
+def _labeller():
+    labels = audit.all_labels()
+    return lambda action: audit.action_label(action, labels)
+
+
 @bp.get("/audit")
 @require_role(Role.OPERATOR)
 def audit_log():
@@ -210,4 +215,4 @@ def audit_log():
     entries = entries[:AUDIT_PAGE_SIZE]
     seen = [a for (a,) in db.session.execute(sa.select(AuditLog.action).distinct())]
     return render_template("audit.html", entries=entries, more=more, actor=actor, action=action,
-                           choices=audit.action_choices(seen), action_label=audit.action_label)
+                           choices=audit.action_choices(seen), action_label=_labeller())

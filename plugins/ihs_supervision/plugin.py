@@ -290,3 +290,10 @@ def test_connection(regulator, settings) -> ProbeResult:
                f"签名{'已验证' if state.open else '未验证：' + state.reason}")
     return ProbeResult(answer.status_code < 500 and state.open, message, url=url, status=answer.status_code,
                        elapsed_ms=elapsed, steps=tuple(steps), conclusive=False)
+
+
+@hookimpl
+def register_audit_actions() -> dict[str, str]:
+    return {
+        "ihs.example": "录入签名样例", "ihs.recipe": "选择签名算法", "ihs.verify": "验证签名样例",
+    }

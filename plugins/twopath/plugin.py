@@ -182,3 +182,12 @@ def migrations_location() -> str:
     from pathlib import Path
 
     return str(Path(__file__).with_name("migrations"))
+
+
+@hookimpl
+def register_audit_actions() -> dict[str, str]:
+    return {
+        "twopath.api_token": "签发小程序接口令牌", "twopath.catalogue_1309": "下载慢特病种目录（1309）",
+        "twopath.doctor_grant": "授予医生权限", "twopath.doctor_revoke": "撤销医生权限",
+        "twopath.sheet": "下载双通道申请表",
+    }
