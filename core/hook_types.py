@@ -260,6 +260,17 @@ class NavEntry:
 
 
 @dataclass(frozen=True)
+class RegulatorStatus:
+    """Whether a plugin can send to a regulator right now, beyond its settings being filled in (e.g. a
+    known-answer gate on an assumed sign algorithm). Shown on the dashboard and the task list; ``endpoint``
+    is the admin page where a person fixes it."""
+
+    ok: bool
+    message: str
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
 class AdminPages:
     """A plugin's admin pages: a Flask blueprint and its navigation entries. CSRF applies to them unchanged.
 

@@ -38,6 +38,7 @@ from core.hook_types import (
     Payload,
     ProbeResult,
     Regulator,
+    RegulatorStatus,
     ReportType,
     Response,
     Sandbox,
@@ -265,6 +266,22 @@ def seed_demo_hospital(connection: Any, start: date, end: date) -> dict[str, int
             connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS weekly_extra (day TEXT, n INTEGER)")
             connection.exec_driver_sql("INSERT INTO weekly_extra VALUES (?, ?)", (start.isoformat(), 1))
             return {"weekly_extra": 1}
+    """
+
+
+@hookspec(firstresult=True)
+def regulator_status(regulator: Regulator, settings: Settings) -> RegulatorStatus | None:
+    """Say whether uploads to ``regulator`` can be sent now (asked only of the plugin that declared it).
+    The dashboard shows a closed one at the top and the task list marks its report types, so nobody
+    waits for uploads that are refused. None: nothing to say.
+
+    Example::
+
+        @hookimpl
+        def regulator_status(regulator, settings):
+            if not settings.get("sign_verified"):
+                return RegulatorStatus(False, "签名样例尚未验证，拒绝发送", endpoint="weekly.sign")
+            return RegulatorStatus(True, "签名已验证")
     """
 
 

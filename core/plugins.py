@@ -101,6 +101,17 @@ class Registry:
             return None
         return self._only(owner, "test_connection")(regulator=self.regulators[regulator], settings=settings)
 
+    def regulator_status(self, regulator: str, settings: Any) -> Any:
+        """The declaring plugin's ``regulator_status`` (None: nothing to say, or the plugin failed to say)."""
+        owner = self._regulator_owner.get(regulator)
+        if owner is None:
+            return None
+        try:
+            return self._only(owner, "regulator_status")(regulator=self.regulators[regulator], settings=settings)
+        except Exception:  # a status a plugin cannot compute must not take the dashboard down
+            log.exception("regulator_status of %s failed", regulator)
+            return None
+
     def admin_pages(self) -> list[tuple[str, AdminPages]]:
         """(plugin name, pages) from every plugin's ``register_blueprints``."""
         found = []

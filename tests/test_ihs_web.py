@@ -34,6 +34,8 @@ def test_an_admin_enters_the_example_finds_the_recipe_adopts_and_verifies_it(app
         run_slot("ihs.A1000", SLOT, enqueue=False)
     dashboard = text(web.get("/dashboard/panel"))  # the slot's error says why nothing goes
     assert "计划失败" in dashboard and "签名已知答案校验未通过" in dashboard and "尚未录入" in dashboard
+    assert "暂不发送" in dashboard and 'href="/ihs/"' in dashboard  # the gate itself, with where to fix it
+    assert "暂不发送" in text(web.get("/tasks/"))  # and on the report types
 
     example = ihs_sandbox.example_for(sandbox.config["key"])
     answer = web.post("/ihs/example", {**example, "key": sandbox.config["key"]})
@@ -49,6 +51,7 @@ def test_an_admin_enters_the_example_finds_the_recipe_adopts_and_verifies_it(app
     db.session.expire_all()
     assert gate.state(current_settings()).open
     assert "已验证，允许发送" in text(web.get("/ihs/"))
+    assert "暂不发送" not in text(web.get("/dashboard/panel")) and "暂不发送" not in text(web.get("/tasks/"))
 
     save_regulator_setting(REGULATOR, "app_secret", "rotated")
     db.session.commit()

@@ -20,7 +20,7 @@ from core.models import HeldBack, Slot, Task, Upload, UploadStatus
 from core.plugins import registry
 from web import audit
 from web.auth import require_role
-from web.helpers import redis_ok, regulator_of, report_type_title, shown_text
+from web.helpers import redis_ok, regulator_of, regulator_statuses, report_type_title, shown_text
 from web.models import Role
 from web.upload_query import FAILURE_STATUSES
 
@@ -207,7 +207,10 @@ def _context() -> dict:
     scheduled = [i for i in items if i.cron]
     active_events = [i for i in items if not i.cron and i.counts]
     idle_events = [i for i in items if not i.cron and not i.counts]
+    blocked = regulator_statuses([i.name for i in items])
+    closed = list({v["regulator"]: v for v in blocked.values()}.values())
     return dict(
+        blocked=blocked, closed_regulators=closed,
         now=now, items=scheduled + active_events, idle_events=idle_events, alerts=failure_alerts(), slot_errors=slot_errors(now),
         held_back=held_back_groups(), auto_stopped=settings.flag("auto_retry_stopped") == "1",
         redis_up=redis_ok(), refresh=REFRESH_SECONDS, title_of=report_type_title,

@@ -114,3 +114,35 @@ def redis_ok() -> bool:
         return bool(connection().ping())
     except Exception:
         return False
+
+
+def regulator_statuses(report_type_names) -> dict[str, dict]:
+    """{report type: {"ok", "message", "url", "regulator"}} for report types whose plugin says it cannot
+    send now (hook ``regulator_status``): shown on the dashboard and the task list."""
+    from flask import url_for
+
+    from core import settings as core_settings
+    from core.plugins import registry
+
+    reg = registry()
+    by_regulator: dict[str, dict | None] = {}
+    out: dict[str, dict] = {}
+    for name in report_type_names:
+        report_type = reg.report_types.get(name)
+        if report_type is None:
+            continue
+        regulator = report_type.regulator
+        if regulator not in by_regulator:
+            status = reg.regulator_status(regulator, core_settings.regulator_settings(regulator))
+            if status is None or status.ok:
+                by_regulator[regulator] = None
+            else:
+                try:
+                    url = url_for(status.endpoint) if status.endpoint else None
+                except Exception:  # an endpoint the plugin did not register
+                    url = None
+                title = reg.regulators[regulator].title if regulator in reg.regulators else regulator
+                by_regulator[regulator] = {"ok": False, "message": status.message, "url": url, "regulator": title}
+        if by_regulator[regulator] is not None:
+            out[name] = by_regulator[regulator]
+    return out

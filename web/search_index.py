@@ -132,9 +132,28 @@ def condition(engine: Engine, text: str):
     pattern, escape = _like_pattern(text)
     if len(text) >= 3 and usable(engine):
         if engine.dialect.name == "sqlite":
-            # The trigram FTS table answers LIKE from its index (case-insensitive).
-            matches = sa.select(sa.column("rowid")).select_from(sa.table(FTS_TABLE)).where(
-                sa.column("search_text").like(pattern, escape=escape))
-            return Upload.id.in_(matches)
+            return _sqlite_condition(engine, text, pattern, escape)
         return Upload.search_text.ilike(pattern, escape=escape)
     return Upload.search_text.ilike(pattern, escape=escape)
+
+
+MATCH_ID_CAP = 20_000  # up to this many matches the ids go to the query itself (see _sqlite_condition)
+
+
+def _sqlite_condition(engine: Engine, text: str, pattern: str, escape: str | None):
+    """Ask the trigram table first, with a phrase MATCH (a substring, case-insensitive), and give the
+    query the matching ids: SQLite then reads those rows by primary key and sorts them, instead of
+    walking the whole log in page order and testing each row (a rare ID number costs the same at a
+    million uploads as at ten thousand). Very common substrings keep the subquery."""
+    from core.models import Upload
+
+    phrase = '"' + text.replace('"', '""') + '"'
+    query = sa.select(sa.column("rowid")).select_from(sa.table(FTS_TABLE)).where(
+        sa.literal_column(FTS_TABLE).op("MATCH")(phrase))
+    with engine.connect() as conn:
+        ids = [row[0] for row in conn.execute(query.limit(MATCH_ID_CAP + 1))]
+    if len(ids) <= MATCH_ID_CAP:
+        return Upload.id.in_(ids) if ids else sa.false()
+    matches = sa.select(sa.column("rowid")).select_from(sa.table(FTS_TABLE)).where(
+        sa.column("search_text").like(pattern, escape=escape))
+    return Upload.id.in_(matches)

@@ -23,7 +23,7 @@ from core.models import BackfillRun, Slot, SlotStatus, Task
 from core.plugins import registry
 from web import audit
 from web.auth import require_role
-from web.helpers import redis_call, report_type_title, safe_back
+from web.helpers import redis_call, regulator_statuses, report_type_title, safe_back
 from web.models import Role
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -53,7 +53,8 @@ def index():
     known = registry().report_types
     rows = [dict(task=t, title=report_type_title(t.report_type), next_runs=_next_runs(t) if t.enabled else [],
                  slots=_recent_slots(t.report_type), known=t.report_type in known) for t in tasks]
-    return render_template("tasks.html", rows=rows)
+    blocked = regulator_statuses([t.report_type for t in tasks])
+    return render_template("tasks.html", rows=rows, blocked=blocked)
 
 
 @bp.get("/<int:task_id>")

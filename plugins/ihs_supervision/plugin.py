@@ -28,6 +28,7 @@ from core.hook_types import (
     ProbeResult,
     ProbeStep,
     Regulator,
+    RegulatorStatus,
     ReportType,
     Response,
     Sandbox,
@@ -280,7 +281,7 @@ def test_connection(regulator, settings) -> ProbeResult:
         return ProbeResult(False, "未配置接口地址 base_url", steps=tuple(steps), conclusive=False)
     started = time.monotonic()
     try:
-        answer = requests.get(url, timeout=5)
+        answer = requests.get(url, timeout=5, allow_redirects=False)  # 测试连接 never follows a redirect
     except requests.RequestException as exc:
         steps.append(ProbeStep("HTTP", False, type(exc).__name__))
         return ProbeResult(False, f"无法连接 {url}", url=url, steps=tuple(steps))
@@ -297,3 +298,12 @@ def register_audit_actions() -> dict[str, str]:
     return {
         "ihs.example": "录入签名样例", "ihs.recipe": "选择签名算法", "ihs.verify": "验证签名样例",
     }
+
+
+@hookimpl
+def regulator_status(regulator, settings) -> RegulatorStatus:
+    """The known-answer gate: closed, nothing is sent (shown on the dashboard and the task list)."""
+    state = gate.state(settings)
+    if state.open:
+        return RegulatorStatus(True, f"签名已验证：{state.reason}")
+    return RegulatorStatus(False, f"签名算法未经已知答案验证（{state.reason}）", endpoint="ihs.index")
