@@ -411,5 +411,9 @@ def optimize_planner_hourly() -> bool:
             return False
     except Exception:  # no Redis: the next sweep tries again
         return False
-    optimize_planner()
+    try:
+        optimize_planner()
+    except Exception:  # e.g. SQLite busy: let the next sweep try again instead of waiting an hour
+        connection().delete("baosong:planner-optimized")
+        raise
     return True

@@ -593,11 +593,18 @@ def sweep_job() -> dict:
     with process_app().app_context():
         result = sweep()
         from core import aggregates
-
-        aggregates.optimize_planner_hourly()
         from core.operations import periodic  # alerts (core.alerts.evaluate) and the daily prune
 
-        periodic()
+        # Housekeeping after the sweep: each step on its own, so a busy database (SQLite "database is
+        # locked" while a back-fill writes) delays the planner statistics without failing the sweep
+        # or keeping the alerts from being evaluated.
+        for step in (aggregates.optimize_planner_hourly, periodic):
+            try:
+                step()
+            except Exception:
+                db.session.rollback()
+                log.warning("after the sweep, %s failed; it runs again next minute", step.__name__,
+                            exc_info=True)
         return result
 
 
