@@ -45,3 +45,19 @@ def test_history_is_planned_from_the_hospital_and_shows_every_outcome(app, his):
     # Slots are recorded, so the scheduler never plans those days again; a second seed writes nothing.
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Slot)) >= 14
     assert history.seed(days=14, now=NOW) == {}
+
+
+def test_the_statistics_page_opens_on_the_report_type_with_figures(app, his):
+    from demo import history
+    from plugins.keydata import demo_seed
+    from tests.test_web_support import login
+
+    demo_seed.seed_mappings()
+    history.seed(days=14, now=NOW)
+    from core import clock
+
+    clock.freeze(NOW)
+    page = login(app, "viewer").get("/stats/").get_data(as_text=True)
+    chosen = page.split('name="report_type"', 1)[1].split("</select>", 1)[0]
+    selected = chosen.split("selected", 1)[0].rsplit('value="', 1)[1].split('"', 1)[0]
+    assert selected.startswith("keydata."), selected  # the hourly key data, not whatever sorts first

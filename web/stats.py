@@ -208,10 +208,25 @@ def chart_spec(kind: str, labels: list[str], series: dict[str, dict], *, stacked
             "yTitle": y_title, "y1": bool(right_axis & set(series)), "y1Title": y1_title}
 
 
+def _busiest(candidates: list[tuple[str, str]]) -> str:
+    """The default view: the report type with the most indicator figures in the last 30 days (a hospital's
+    hourly key data rather than whichever name sorts first), else the first candidate."""
+    from core.aggregates import StatIndicator
+
+    if not candidates:
+        return ""
+    since = clock.local_now().date() - timedelta(days=30)
+    counts = dict(db.session.execute(
+        sa.select(StatIndicator.report_type, sa.func.count())
+        .where(StatIndicator.report_type.in_([name for name, _ in candidates]), StatIndicator.day >= since)
+        .group_by(StatIndicator.report_type)).all())
+    return max(candidates, key=lambda c: (counts.get(c[0], 0), -candidates.index(c)))[0]
+
+
 @bp.get("/")
 def index():
     candidates = [(name, rt.title) for name, rt in sorted(registry().report_types.items()) if numeric_fields(name)]
-    report_type = request.args.get("report_type") or (candidates[0][0] if candidates else "")
+    report_type = request.args.get("report_type") or _busiest(candidates)
     days_key = request.args.get("days") if request.args.get("days") in RANGES else "30"
     days = int(days_key)
     granularity = "month" if request.args.get("granularity") == "month" else "day"
