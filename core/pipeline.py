@@ -277,7 +277,7 @@ def sweep(now=None) -> dict[str, int]:
     db.session.commit()
     ordering.release_ready()
     ordering.enqueue_released()
-    live = queue.live_job_ids()
+    live = queue.live_upload_job_ids()
     if settings.flag("auto_retry_stopped") != "1":
         for upload in ledger.due_retries(now_utc):
             if queue.enqueue_upload(upload.id, upload.attempts, live=live):

@@ -66,9 +66,17 @@ def upload_job_id(upload_id: int, expected_attempts: int) -> str:
     return f"upload-{upload_id}-a{expected_attempts}"
 
 
-def live_job_ids() -> set[str]:
+# An upload job claims its upload within milliseconds of starting. One that started longer ago than this
+# and whose upload is still unclaimed (pending, or waiting to retry: the only uploads the sweep enqueues)
+# belongs to a worker that died before the claim (SIGKILL, a lost machine): RQ keeps its execution in the
+# started registry for the whole job timeout, which must not keep the upload from being sent again.
+UNCLAIMED_GRACE_SECONDS = 60
+
+
+def live_job_ids(*, started_within: float | None = None) -> set[str]:
     """Ids of jobs that will still run: waiting in a queue, or started by a worker whose execution has
-    not expired. Queues are read before registries so a job moving from one to the other is seen."""
+    not expired (and, with ``started_within``, started no longer ago than that). Queues are read before
+    registries so a job moving from one to the other is seen."""
     conn = connection()
     ids: set[str] = set()
     every = queues()
@@ -79,8 +87,18 @@ def live_job_ids() -> set[str]:
         registry = StartedJobRegistry(q.name, connection=conn)
         for entry in conn.zrangebyscore(registry.key, now, "+inf"):
             text = entry.decode() if isinstance(entry, bytes) else entry
-            ids.add(text.split(":", 1)[0])
+            job_id, _, execution_id = text.partition(":")
+            if started_within is not None and execution_id:
+                started = conn.hget(f"rq:execution:{job_id}:{execution_id}", "created_at")
+                if started is not None and now - float(started) > started_within:
+                    continue  # started long ago and never claimed its upload: its worker is gone
+            ids.add(job_id)
     return ids
+
+
+def live_upload_job_ids() -> set[str]:
+    """``live_job_ids`` for upload jobs, whose upload the caller knows is unclaimed."""
+    return live_job_ids(started_within=UNCLAIMED_GRACE_SECONDS)
 
 
 def forget_job(job_id: str) -> None:
@@ -105,7 +123,7 @@ def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False
     job_id = upload_job_id(upload_id, expected_attempts)
     conn = connection()
     if conn.exists(Job.key_for(job_id)):
-        if job_id in (live if live is not None else live_job_ids()):
+        if job_id in (live if live is not None else live_upload_job_ids()):
             return None
         forget_job(job_id)
     queue(bulk=bulk).enqueue("core.pipeline.run_upload", upload_id, expected_attempts, job_id=job_id,

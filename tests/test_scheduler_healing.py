@@ -17,7 +17,15 @@ from rq.job import Job
 from core import clock, pipeline, scheduler, scheduler_process
 from core.db import db
 from core.models import Task, Upload, UploadStatus
-from core.queue import connection, control_queue, live_job_ids, queue, queues, upload_job_id
+from core.queue import (
+    connection,
+    control_queue,
+    live_job_ids,
+    live_upload_job_ids,
+    queue,
+    queues,
+    upload_job_id,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SLOT = datetime(2025, 2, 17, 8, 0, tzinfo=SHANGHAI)
@@ -126,6 +134,30 @@ def test_a_pending_upload_whose_job_hash_says_queued_but_no_queue_holds_it_is_re
     assert pipeline.sweep()["requeued"] == 0  # now it is really queued: not twice
     work()
     assert db.session.get(Upload, upload_id).status == UploadStatus.SUCCEEDED
+
+
+def test_a_job_whose_worker_died_before_the_claim_does_not_hold_its_upload(echo, redis_conn, work):
+    """A worker took the job and was SIGKILLed before claiming the upload: RQ keeps the execution in the
+    started registry for the whole job timeout (30 minutes), but the upload is sent again at once."""
+    upload_id = _pending_upload_created_minutes_ago()
+    job_id = upload_job_id(upload_id, 0)
+    job = Job.fetch(job_id, connection=redis_conn)
+    dead = Worker([queue()], connection=redis_conn, name="killed-before-the-claim")
+    dead.register_birth()
+    redis_conn.lrem(queue().key, 0, job_id)
+    dead.prepare_execution(job)  # the worker has it (execution in the started registry) ...
+    dead.prepare_job_execution(job)  # ... and starts it: then the process is gone
+    assert job_id in live_upload_job_ids()  # just started: it may still claim
+    assert pipeline.sweep()["requeued"] == 0
+    for key in redis_conn.scan_iter(f"rq:execution:{job_id}:*"):  # two minutes pass
+        redis_conn.hset(key, "created_at", time.time() - 120)
+    assert job_id in live_job_ids() and job_id not in live_upload_job_ids()
+
+    assert pipeline.sweep()["requeued"] == 1
+    work()
+    db.session.expire_all()
+    assert db.session.get(Upload, upload_id).status == UploadStatus.SUCCEEDED
+    assert len(echo.state["records"]) == 1
 
 
 def test_after_redis_lost_everything_the_sweep_requeues_every_pending_upload(echo, redis_conn, work):
