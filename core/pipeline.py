@@ -126,9 +126,9 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
         record.headers = {
             k: (mask(v) if k in request.secret_headers else redact(v, secrets)) for k, v in request.headers.items()
         }
-        record.plaintext = redact(request.plaintext or _as_text(payload.document), secrets)
+        record.plaintext = storable(redact(request.plaintext or _as_text(payload.document), secrets))
         body = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
-        record.wire_body = redact(body, secrets)
+        record.wire_body = storable(redact(body, secrets))
         record.operation_sent = (request.operation or upload.operation)[:16]
         # A slow but live attempt must never be taken for a dead one and sent again concurrently.
         upload.lease_until = clock.utc_naive(clock.now()) + timedelta(
@@ -140,7 +140,7 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
         response: Response = reg.hook(report_type.name, "post")(upload=context, request=request)
         record.delivery = response.transport
         record.http_status = response.status
-        record.response_body = redact(response.body, secrets)
+        record.response_body = storable(redact(response.body, secrets))
         record.error = redact(response.error, secrets)
         outcome = reg.hook(report_type.name, "parse_response")(upload=context, response=response)
         if outcome is None:
@@ -245,6 +245,12 @@ def dictionary_codes(name: str) -> dict[str, str]:
     if provider is None:
         raise BaosongError(f"代码字典 {name} 未注册")
     return provider()
+
+
+def storable(text: str | None) -> str | None:
+    """Text as the ledger can keep it in any database: PostgreSQL refuses NUL characters in text, and a
+    multipart body carrying a binary attachment has them (shown as \\x00)."""
+    return text.replace("\x00", "\\x00") if text and "\x00" in text else text
 
 
 def _as_text(document) -> str:

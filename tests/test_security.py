@@ -312,7 +312,8 @@ def test_forwarded_for_is_ignored_without_trusted_proxies(app):
 
 
 def test_a_trusted_proxy_gives_the_client_address(database_url, redis_conn):
-    from tests.conftest import _fresh_schema
+    from conftest import _fresh_schema  # the loaded conftest (importing tests.conftest would run it again)
+
     from web import create_app
 
     application = create_app(TRUSTED_PROXIES=1)
@@ -468,7 +469,8 @@ def test_error_pages_are_chinese(app):
 
 
 def test_a_too_large_upload_gets_a_chinese_413_with_the_limit(database_url, redis_conn):
-    from tests.conftest import _fresh_schema
+    from conftest import _fresh_schema  # the loaded conftest (importing tests.conftest would run it again)
+
     from web import create_app
 
     application = create_app(MAX_CONTENT_LENGTH=1024 * 1024)
@@ -494,7 +496,9 @@ def test_a_server_error_page_is_chinese(database_url, redis_conn):
         raise RuntimeError("boom")
 
     with application.app_context():
-        from tests.conftest import _fresh_schema
+        from conftest import (
+            _fresh_schema,  # the loaded conftest (importing tests.conftest would run it again)
+        )
 
         _fresh_schema(database_url)
         client = login(application, "viewer")

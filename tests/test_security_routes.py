@@ -129,7 +129,9 @@ def test_a_route_missing_from_the_table_is_refused_even_to_an_admin(database_url
         return "should not be served"
 
     with application.app_context():
-        from tests.conftest import _fresh_schema
+        from conftest import (
+            _fresh_schema,  # the loaded conftest (importing tests.conftest would run it again)
+        )
 
         _fresh_schema(database_url)
         client = login(application, Role.ADMIN)

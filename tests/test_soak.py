@@ -32,7 +32,7 @@ from test_shangrao_support import configure_sandbox, fee_row, records
 from core import clock, ledger, pipeline, settings
 from core.db import db
 from core.hook_types import UploadPlan
-from core.models import Upload, UploadStatus
+from core.models import Attempt, Upload, UploadStatus
 from core.plugins import registry
 from core.queue import enqueue_upload
 from core.sandbox_faults import FAULTS
@@ -101,8 +101,17 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def sending_pids() -> set[int]:
+    """Pids of the processes with an attempt under way (the attempt row names its worker host:pid)."""
+    rows = db.session.execute(
+        sa.select(Attempt.worker).join(Upload, Upload.id == Attempt.upload_id)
+        .where(Upload.status == UploadStatus.SENDING, Attempt.outcome.is_(None))).scalars()
+    return {int(w.rsplit(":", 1)[1]) for w in rows if w and w.rsplit(":", 1)[-1].isdigit()}
+
+
 def kill(worker: subprocess.Popen) -> list[int]:
-    """SIGKILL a worker and its work-horses (each in a process group of its own), as a lost machine."""
+    """SIGKILL a worker and its work-horses (each in a process group of its own), as a lost machine.
+    Returns every pid that died (the worker's own too: the in-process worker sends itself)."""
     horses = children_of(worker.pid)
     for pid in [worker.pid, *horses]:
         try:
@@ -110,7 +119,7 @@ def kill(worker: subprocess.Popen) -> list[int]:
         except ProcessLookupError:
             pass
     worker.wait(10)
-    return horses
+    return [worker.pid, *horses]
 
 
 def expire_dead_leases(dead: set[int]) -> None:
@@ -172,7 +181,9 @@ def test_a_thousand_uploads_through_killed_workers_and_faults_land_exactly_once(
             if done == total:
                 break
             assert time.monotonic() - started < DEADLINE_SECONDS, f"not done in time: {dict(counts)}"
-            busy = [i for i, w in enumerate(workers) if children_of(w.pid)]  # a work-horse is sending
+            sending = sending_pids()
+            # A worker is busy when it (the in-process worker) or one of its work-horses (--fork) is sending.
+            busy = [i for i, w in enumerate(workers) if w.pid in sending or set(children_of(w.pid)) & sending]
             if KILL_EVERY_SECONDS and busy and time.monotonic() >= next_kill:
                 index = chooser.choice(busy)
                 dead.update(kill(workers[index]))
