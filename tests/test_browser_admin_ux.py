@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_browser_config import ARGS, CHROMIUM, log_in
+from test_browser_config import CHROMIUM, log_in, page  # noqa: F401  (the page fixture)
 from test_config_support import departments, his, his_url, maptest  # noqa: F401  (fixtures)
 from test_web_support import login
 
@@ -20,20 +20,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"chromium not installed ({CHROMIUM})"),
 ]
-
-
-@pytest.fixture
-def page(app, serve):
-    from playwright.sync_api import sync_playwright
-
-    base = serve(app)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 900}, locale="zh-CN", bypass_csp=True)
-        tab = context.new_page()
-        tab.base = base
-        yield tab
-        browser.close()
 
 
 def test_link_a_department_by_name_then_find_its_uploads_by_name(app, departments, page):
