@@ -16,11 +16,47 @@ forking worker (a work-horse per job) for plugins that must not share a process 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 
 log = logging.getLogger("baosong.worker")
 MAX_BACKOFF_SECONDS = 30.0
+
+# Set by a SIGTERM/SIGINT that arrives while RQ's own handlers are not installed: during the crypto
+# self-test, the sweep, the backoff wait, or RQ's start-up (it registers the worker before it installs
+# its handlers), so a stop request at any moment ends the process cleanly with 0.
+_stop_signalled = False
+
+
+def _note_stop(signum, frame) -> None:
+    global _stop_signalled
+    _stop_signalled = True
+
+
+def _install_stop_handlers() -> None:
+    signal.signal(signal.SIGTERM, _note_stop)
+    signal.signal(signal.SIGINT, _note_stop)
+
+
+def _wait(seconds: float) -> None:
+    """Sleep, but wake within a fraction of a second of a stop request."""
+    deadline = time.monotonic() + seconds
+    while not _stop_signalled and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def _stop_aware(worker_type: type) -> type:
+    """The RQ worker class, told of a stop request that came before its handlers replaced ours."""
+
+    class StopAwareWorker(worker_type):
+        def _install_signal_handlers(self) -> None:
+            super()._install_signal_handlers()
+            if _stop_signalled:
+                self._stop_requested = True  # RQ's loop checks this before it dequeues anything
+
+    StopAwareWorker.__name__ = StopAwareWorker.__qualname__ = worker_type.__name__
+    return StopAwareWorker
 
 
 WORKER_CLASSES = ("simple", "fork")
@@ -35,6 +71,7 @@ def main(burst: bool = False, worker_class: str = "simple") -> int:
     from core.pipeline import sweep
     from core.queue import connection, queues
 
+    _install_stop_handlers()
     try:
         self_test()
     except CryptoError as exc:
@@ -43,9 +80,11 @@ def main(burst: bool = False, worker_class: str = "simple") -> int:
     from core.plugins import registry
 
     registry()  # import every plugin once (before RQ forks, with --fork)
-    worker_type = SimpleWorker if worker_class == "simple" else Worker
+    worker_type = _stop_aware(SimpleWorker if worker_class == "simple" else Worker)
     backoff = 1.0
     while True:
+        if _stop_signalled:
+            return 0
         try:
             with process_app().app_context():  # the process's one app, reused by every job it runs
                 try:
@@ -54,14 +93,18 @@ def main(burst: bool = False, worker_class: str = "simple") -> int:
                     raise
                 except Exception:  # the sweep must never keep a worker from working
                     log.exception("start-up sweep failed; working on")
+            if _stop_signalled:
+                return 0
             worker = worker_type(queues(), connection=connection())
             worker.work(burst=burst, with_scheduler=False)
             if burst or stop_requested(worker):
                 return 0
+            _install_stop_handlers()  # RQ's handlers stay behind after its loop; ours watch the wait
             log.warning("the RQ loop ended without a stop request; restarting in %.0f s", backoff)
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
             log.warning("Redis unreachable (%s); reconnecting in %.0f s", exc, backoff)
-        time.sleep(backoff)
+        _install_stop_handlers()
+        _wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
@@ -71,6 +114,7 @@ def stop_requested(worker) -> bool:
 
 
 if __name__ == "__main__":
+    _install_stop_handlers()  # before the slow imports: a stop request during start-up ends it with 0
     from core.cli import _setup_logging
 
     _setup_logging()

@@ -161,3 +161,16 @@ def test_a_worker_waits_out_an_unreachable_redis_and_stops_on_sigterm(echo, redi
         assert idle.wait(15) == 0  # a stop request ends it; only errors make it carry on
     finally:
         stop(idle)
+
+
+def test_a_worker_stopped_at_any_moment_of_its_start_up_ends_cleanly(echo, redis_conn):
+    # RQ registers the worker before it installs its signal handlers; a SIGTERM in that gap, or
+    # during the imports, the self-test or the start-up sweep, used to kill it with -15.
+    for delay in (0.3, 1.0, 2.0, 3.0):
+        process = start(["worker.py"], child_env())
+        try:
+            time.sleep(delay)
+            os.killpg(process.pid, signal.SIGTERM)
+            assert process.wait(15) == 0, f"SIGTERM {delay} s after start"
+        finally:
+            stop(process)
