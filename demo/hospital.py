@@ -3,7 +3,10 @@
 ``generate(url, start=..., end=...)`` drops and recreates every table below in the database at ``url`` (a
 file path or any SQLAlchemy URL) and fills it with deterministic (per ``seed``) synthetic data of a mid-size
 Shangrao (Jiangxi) hospital, scaled down: about 300 registrations a day, about 230 inpatient beds.
-``python -m demo.hospital PATH`` makes the last three months up to now (Asia/Shanghai).
+These are the tables every plugin may read; each installed plugin then adds the tables only it reads
+(insurance records, drug applications...), built from these, through the hook ``seed_demo_hospital``
+(see its ``demo_seed`` module).  ``python -m demo.hospital PATH`` makes the last three months up to now
+(Asia/Shanghai).
 
 Nothing here is real: names, ID numbers (well-formed, valid check digit), insurance numbers and codes are
 made up; dictionaries follow the shape of the national ones (CT08.00.002, national medical-insurance
@@ -24,9 +27,8 @@ Conventions (plugin authors write SQL against this)
   some rows are changed later: cancellations, settlement, corrections, DRG coding).  Use ``updated_at`` as
   the watermark for incremental extraction.  Nothing is later than the generation cut-off (``demo_meta``).
 * Cancelled / invalid rows are kept, flagged (``status``, ``vali_flag``), as a real HIS keeps them.
-* Insurance tables (``insu_*``) use the national lower-case field names of the Jiangxi medical-insurance
-  platform (``mdtrt_id``, ``psn_no``...).  Person demographics (name, ID number, gender, birth date, nation,
-  phone, address) live only in ``patients`` (join on ``patient_id``).
+* Person demographics (name, ID number, gender, birth date, nation, phone, address) live only in
+  ``patients`` (join on ``patient_id``); insurance fields use the national lower-case names (``psn_no``...).
 
 Tables (key: PK = primary key, -> = refers to)
 ----------------------------------------------
@@ -36,8 +38,8 @@ hospital_info      one row: org_code PK (12 chars, e.g. H36110200001), org_name,
 demo_meta          key PK, value: seed, start, end, data_until (the cut-off: no event is later), org_code.
 departments        dept_code PK (local code, NOT the national CT08.00.002 code), dept_name (local Chinese name,
                    e.g. 心内科, 普外一病区, 眼耳鼻喉科), dept_type (clinic | ward | emergency | fever | checkup),
-                   specialty (internal group: cardio, resp, gi, gensurg, ...), insu_caty (医保科别 code used in
-                   insu_visits.adm_caty; the keydata mapping to CT08.00.002 is kept in the admin, not here),
+                   specialty (internal group: cardio, resp, gi, gensurg, ...), insu_caty (医保科别 code, the
+                   insurance records' adm_caty; the mapping to CT08.00.002 is kept in the admin, not here),
                    active (0/1; inactive departments have no new activity), opened_on (date), created_at,
                    updated_at.
 doctors            doctor_code PK, name, gender ('1' male '2' female), dept_code ->departments, title (主任医师..),
@@ -52,8 +54,9 @@ patients           patient_id PK (P00000001), name, gender ('1'/'2'), birth_date
                    provinces), emp_no, emp_name (employer, employees only), cvlserv_flag ('0'/'1'),
                    flxempe_flag ('0'/'1'), created_at, updated_at.
 registrations      reg_id PK (MZyyyymmddNNNNN), patient_id ->patients, dept_code, doctor_code, visit_type
-                   (outpatient | emergency | fever | checkup; keydata: clinicPersonTimes counts 'outpatient'
-                   only), reg_time, status (valid | cancelled = 退号), cancel_time, fee_category (insured | self),
+                   (outpatient | emergency | fever | checkup; the indicator clinicPersonTimes counts
+                   'outpatient' only), reg_time, status (valid | cancelled = 退号), cancel_time, fee_category (insured | self:
+                   settled through the medical insurance or not),
                    reg_fee, diag_code/diag_name (ICD-10 main outpatient diagnosis), key_disease (0/1, diag_code
                    in key_diseases: keyDiseaseCount), created_at, updated_at (= cancel_time when cancelled).
 prescriptions      rx_no PK (CFyyyymmddNNNNNN), reg_id ->registrations, patient_id, dept_code, doctor_code,
@@ -61,7 +64,7 @@ prescriptions      rx_no PK (CFyyyymmddNNNNNN), reg_id ->registrations, patient_
                    cancelled), created_at, updated_at.  Outpatient/emergency/fever prescriptions only.
 infusions          infusion_id PK (integer), rx_no ->prescriptions, reg_id, patient_id, dept_code, drug_code
                    ->charge_items, drug_name, exec_time, day_no (1 = day of the visit, 2.. = return days), status
-                   (done | cancelled).  One row per 门急诊 infusion dose event (keydata clinicMediFreq).
+                   (done | cancelled).  One row per 门急诊 infusion dose event (indicator clinicMediFreq).
 admissions         adm_id PK (ZY00000001, 住院号), patient_id, reg_id (the registration it came from, may be
                    NULL), dept_code (admitting ward), doctor_code, bed_no ->beds, admit_time, admit_diag_code,
                    admit_diag_name, source (outpatient | emergency | referral), status (in | discharged),
@@ -82,7 +85,7 @@ referrals          referral_id PK (integer), patient_id, direction (up | down), 
                    this hospital, 0 = sent away), partner_org_code, partner_org_name, partner_level (primary |
                    secondary | tertiary), partner_is_primary (0/1: 基层医疗卫生机构), visit_kind (outpatient |
                    emergency | inpatient), reg_id, adm_id, referral_time, status (done | cancelled), created_at.
-                   keydata: downPersonTimes = down & inbound; upPersonTimes = up & outbound;
+                   Indicators: downPersonTimes = down & inbound; upPersonTimes = up & outbound;
                    downPriPersonTimes = down & outbound & partner_is_primary; upPriPersonTimes = up & inbound &
                    partner_is_primary.
 beds               bed_no PK (e.g. 2101-03-2), dept_code (ward), room_no, bed_type (general | nursing 康复护理床 |
@@ -93,53 +96,6 @@ charge_items       medins_list_codg PK (医药机构目录编码, e.g. YP0001), 
                    '201' 医疗服务项目, '301' 医用耗材), med_chrgitm_type (national 医疗收费项目类别 '01' 床位费 ..
                    '14' 其他费), chrgitm_lv ('01' 甲类, '02' 乙类, '03' 丙类/自费), unit, spec, price (16,6).
 key_diseases       diag_code PK, diag_name, category: the outpatient key diseases (门诊重点疾病).
-insu_visits        mdtrt_id PK (就诊ID, 28 chars) + the mdtrt_d fields under their national lower-case names:
-                   medins_setl_id, psn_no, psn_insu_rlts_id, insutype, psn_type, cvlserv_flag, cvlserv_lv,
-                   sp_psn_type, sp_psn_type_lv, clct_grde, flxempe_flag, nwb_flag, insu_admdvs, emp_no, emp_name,
-                   emp_type, econ_type, afil_indu, afil_rlts, emp_mgt_type, pay_loc ('2' 本地, '3' 省内异地, '4'
-                   跨省异地), hosp_lv, fix_blng_admdvs, lmtpric_hosp_lv, dedc_hosp_lv, begntime, endtime,
-                   mdtrt_cert_type ('01' 电子凭证 '02' 身份证 '03' 社保卡), mdtrt_cert_no, med_type ('11' 普通门诊,
-                   '13' 急诊, '14' 门诊慢特病, '21' 普通住院, '52' 生育住院), rloc_type, ars_year_ipt_flag,
-                   pre_pay_flag, year, refl_old_mdtrt_id, ipt_otp_no (reg_id or adm_id), medrcdno, chfpdr_code,
-                   chfpdr_name, adm_diag_dscr, adm_dept_codg, adm_dept_name, adm_bed, wardarea_bed,
-                   traf_dept_flag, dscg_maindiag_code, dscg_maindiag_name, dscg_dept_codg, dscg_dept_name,
-                   dscg_bed, dscg_way, main_cond_dscr, dise_no, dise_name, oprn_oprt_code, oprn_oprt_name,
-                   otp_diag_info, inhosp_stas ('1' 在院, '0' 出院), die_date, ipt_days, geso_val, birctrl_type,
-                   fetts, fetus_cnt, matn_type, prey_time, latechb_flag, pret_flag, fpsc_no, birctrl_matn_date,
-                   cop_flag, trt_dcla_detl_sn, vali_flag ('1' valid, '0' = cancelled visit), memo, rid,
-                   crter_id, crter_name, crte_optins_no, opter_id, opter_name, opt_time, optins_no, poolarea_no,
-                   adm_caty, dscg_caty, ttp_pay_flag, ttp_pay_prop, dise_type_code, same_dise_adm_flag,
-                   quts_type, dept_scene_id; plus patient_id ->patients (PSN_NAME, CERTNO, PSN_CERT_TYPE, GEND,
-                   NATY, BRDY, TEL, ADDR, CONER_NAME come from there), age (4,1 at begntime), reg_id, adm_id,
-                   created_at (CRTE_TIME), updated_at (UPDT_TIME).  FIXMEDINS_CODE/NAME: hospital_info.
-insu_settlements   setl_id PK (28 chars) + setl_d fields: mdtrt_id ->insu_visits, patient_id, psn_no,
-                   psn_insu_rlts_id, insutype, psn_type, age, fix_blng_admdvs, setl_time, med_type,
-                   medfee_sumamt, fulamt_ownpay_amt, overlmt_selfpay, preselfpay_amt, inscp_amt, hifp_pay,
-                   pool_prop_selfpay (5,4 ratio), fund_pay_sumamt, psn_pay, acct_pay (all 16,2; medfee_sumamt =
-                   SUM of its fee items), medins_setl_id, clr_type, vali_flag ('1'; '0' = reversed: a new
-                   settlement then replaces it and the fee items point to the new one), created_at,
-                   updated_at.
-insu_fee_items     bkkp_sn PK (记账流水号) + fee_list_d fields: mdtrt_id ->insu_visits, setl_id (NULL until
-                   settled), fee_ocur_time, rx_drord_no (rx_no or inpatient order no), medins_list_codg
-                   ->charge_items (HILIST_CODE/NAME, LIST_TYPE, MED_LIST_CODG, MEDINS_LIST_NAME,
-                   MED_CHRGITM_TYPE, CHRGITM_LV come from there), cnt (16,4), pric (16,6),
-                   det_item_fee_sumamt (16,2 = ROUND(cnt*pric, 2)), created_at (CRTE_TIME), updated_at (set
-                   when settled or corrected).  PSN_NO, PSN_INSU_RLTS_ID, INSU_ADMDVS, PAY_LOC, MED_TYPE:
-                   join insu_visits.
-chronic_disease_catalog  opsp_dise_code PK (门诊慢特病病种, e.g. M03900), opsp_dise_name, icd_prefix.
-chronic_disease_diagnoses  id PK, patient_id, opsp_dise_code, opsp_dise_name, icd_code, diag_date
-                   (hosp_ide_date), doctor_code (diag_dr_codg = doctors.insu_dr_code), dept_code, begndate,
-                   enddate, filing_status (pending = candidate for 2503 | filed | revoked), trt_dcla_detl_sn
-                   (when filed), created_at, updated_at.
-twopath_drugs      med_list_codg PK (中心药品项目编码, 23 chars), med_list_name, generic_name, spec, manufacturer,
-                   indication (ICD-10 prefixes, comma separated), active.
-twopath_applications  appy_id PK (SQ...), patient_id, appy_date, cond_abst (诊断依据), diag_code, diag_name,
-                   begndate, enddate, doctor_code, doctor2_code (医师1/2 ->doctors), agnter_name,
-                   agnter_cert_type, agnter_certno, agnter_tel, agnter_rlts, agnter_addr (代办人, often NULL),
-                   status (draft | pending = ready for 2511 | submitted | approved | revoked), two_path_reg_sn
-                   (once submitted), created_at, updated_at.
-twopath_application_drugs  id PK, appy_id ->twopath_applications, med_list_codg ->twopath_drugs,
-                   med_list_name.
 """
 
 from __future__ import annotations
@@ -285,81 +241,6 @@ key_diseases = Table(
     "key_diseases", metadata, _s("diag_code", 20, primary_key=True), _s("diag_name", 100), _s("category", 20),
 )
 
-_VISIT_STR_COLS: list[tuple[str, int]] = [
-    ("medins_setl_id", 30), ("psn_no", 30), ("psn_insu_rlts_id", 20), ("insutype", 6), ("psn_type", 6),
-    ("cvlserv_flag", 3), ("cvlserv_lv", 6), ("sp_psn_type", 6), ("sp_psn_type_lv", 3), ("clct_grde", 3),
-    ("flxempe_flag", 3), ("nwb_flag", 3), ("insu_admdvs", 6), ("emp_no", 40), ("emp_name", 200),
-    ("emp_type", 6), ("econ_type", 6), ("afil_indu", 6), ("afil_rlts", 6), ("emp_mgt_type", 6), ("pay_loc", 6),
-    ("hosp_lv", 6), ("fix_blng_admdvs", 6), ("lmtpric_hosp_lv", 6), ("dedc_hosp_lv", 6),
-    ("mdtrt_cert_type", 3), ("mdtrt_cert_no", 50), ("med_type", 6), ("rloc_type", 6),
-    ("ars_year_ipt_flag", 6), ("pre_pay_flag", 6), ("year", 4), ("refl_old_mdtrt_id", 30), ("ipt_otp_no", 30),
-    ("medrcdno", 30), ("chfpdr_code", 30), ("chfpdr_name", 20), ("adm_diag_dscr", 200), ("adm_dept_codg", 30),
-    ("adm_dept_name", 100), ("adm_bed", 30), ("wardarea_bed", 50), ("traf_dept_flag", 6),
-    ("dscg_maindiag_code", 20), ("dscg_maindiag_name", 100), ("dscg_dept_codg", 30), ("dscg_dept_name", 100),
-    ("dscg_bed", 30), ("dscg_way", 3), ("main_cond_dscr", 1000), ("dise_no", 30), ("dise_name", 500),
-    ("oprn_oprt_code", 30), ("oprn_oprt_name", 500), ("otp_diag_info", 200), ("inhosp_stas", 3),
-    ("birctrl_type", 6), ("matn_type", 6), ("latechb_flag", 3), ("pret_flag", 3), ("fpsc_no", 50),
-    ("cop_flag", 3), ("trt_dcla_detl_sn", 30), ("vali_flag", 3), ("memo", 1000), ("rid", 40), ("crter_id", 40),
-    ("crter_name", 50), ("crte_optins_no", 40), ("opter_id", 40), ("opter_name", 40), ("optins_no", 20),
-    ("poolarea_no", 20), ("adm_caty", 10), ("dscg_caty", 10), ("ttp_pay_flag", 3), ("dise_type_code", 3),
-    ("same_dise_adm_flag", 5), ("quts_type", 6), ("dept_scene_id", 6), ("patient_id", 12), ("reg_id", 20),
-    ("adm_id", 12),
-]
-insu_visits = Table(
-    "insu_visits", metadata,
-    _s("mdtrt_id", 30, primary_key=True),
-    *[_s(name, n) for name, n in _VISIT_STR_COLS],
-    Column("age", Numeric(4, 1)), Column("begntime", DT, nullable=False), Column("endtime", DT),
-    Column("die_date", Date), Column("ipt_days", Integer), Column("geso_val", Integer), Column("fetts", Integer),
-    Column("fetus_cnt", Integer), Column("prey_time", DT), Column("birctrl_matn_date", Date),
-    Column("opt_time", DT), Column("ttp_pay_prop", Numeric(5, 4)), *_stamps(),
-)
-insu_settlements = Table(
-    "insu_settlements", metadata,
-    _s("setl_id", 30, primary_key=True), _s("mdtrt_id", 30, nullable=False), _s("patient_id", 12),
-    _s("psn_no", 30), _s("psn_insu_rlts_id", 30), _s("insutype", 6), _s("psn_type", 6),
-    Column("age", Numeric(4, 1)), _s("fix_blng_admdvs", 6), Column("setl_time", DT, nullable=False),
-    _s("med_type", 6), Column("medfee_sumamt", MONEY), Column("fulamt_ownpay_amt", MONEY),
-    Column("overlmt_selfpay", MONEY), Column("preselfpay_amt", MONEY), Column("inscp_amt", MONEY),
-    Column("hifp_pay", MONEY), Column("pool_prop_selfpay", Numeric(5, 4)), Column("fund_pay_sumamt", MONEY),
-    Column("psn_pay", MONEY), Column("acct_pay", MONEY), _s("medins_setl_id", 30), _s("clr_type", 6),
-    _s("vali_flag", 3), *_stamps(),
-)
-insu_fee_items = Table(
-    "insu_fee_items", metadata,
-    _s("bkkp_sn", 30, primary_key=True), _s("mdtrt_id", 30, nullable=False), _s("setl_id", 30),
-    Column("fee_ocur_time", DT, nullable=False), _s("rx_drord_no", 30), _s("medins_list_codg", 20),
-    Column("cnt", QTY), Column("pric", PRICE), Column("det_item_fee_sumamt", MONEY), *_stamps(),
-)
-chronic_disease_catalog = Table(
-    "chronic_disease_catalog", metadata,
-    _s("opsp_dise_code", 30, primary_key=True), _s("opsp_dise_name", 100), _s("icd_prefix", 20),
-)
-chronic_disease_diagnoses = Table(
-    "chronic_disease_diagnoses", metadata,
-    Column("id", Integer, primary_key=True), _s("patient_id", 12), _s("opsp_dise_code", 30),
-    _s("opsp_dise_name", 100), _s("icd_code", 20), Column("diag_date", Date), _s("doctor_code", 10),
-    _s("dept_code", 10), Column("begndate", Date), Column("enddate", Date), _s("filing_status", 10),
-    _s("trt_dcla_detl_sn", 30), *_stamps(),
-)
-twopath_drugs = Table(
-    "twopath_drugs", metadata,
-    _s("med_list_codg", 30, primary_key=True), _s("med_list_name", 50), _s("generic_name", 50), _s("spec", 50),
-    _s("manufacturer", 100), _s("indication", 100), Column("active", Integer),
-)
-twopath_applications = Table(
-    "twopath_applications", metadata,
-    _s("appy_id", 20, primary_key=True), _s("patient_id", 12), Column("appy_date", Date), _s("cond_abst", 300),
-    _s("diag_code", 20), _s("diag_name", 100), Column("begndate", Date), Column("enddate", Date),
-    _s("doctor_code", 10), _s("doctor2_code", 10), _s("agnter_name", 50), _s("agnter_cert_type", 3),
-    _s("agnter_certno", 30), _s("agnter_tel", 50), _s("agnter_rlts", 3), _s("agnter_addr", 200),
-    _s("status", 10), _s("two_path_reg_sn", 30), *_stamps(),
-)
-twopath_application_drugs = Table(
-    "twopath_application_drugs", metadata,
-    Column("id", Integer, primary_key=True), _s("appy_id", 20), _s("med_list_codg", 30), _s("med_list_name", 50),
-)
-
 # Created after the rows are inserted (denser b-trees, faster load).
 INDEXES: list[tuple[str, str, tuple[str, ...]]] = [
     ("ix_registrations_time", "registrations", ("reg_time",)),
@@ -370,10 +251,6 @@ INDEXES: list[tuple[str, str, tuple[str, ...]]] = [
     ("ix_discharges_time", "discharges", ("discharge_time",)),
     ("ix_surgeries_adm", "surgeries", ("adm_id",)),
     ("ix_referrals_time", "referrals", ("referral_time",)),
-    ("ix_insu_visits_updated", "insu_visits", ("updated_at",)),
-    ("ix_insu_settlements_updated", "insu_settlements", ("updated_at",)),
-    ("ix_insu_settlements_mdtrt", "insu_settlements", ("mdtrt_id",)),
-    ("ix_insu_fee_items_updated", "insu_fee_items", ("updated_at",)),
 ]
 
 # ------------------------------------------------------------------------------------ reference data
@@ -497,12 +374,6 @@ _KEY_DISEASES = [
     ("C18.900", "结肠恶性肿瘤", "肿瘤"),
 ]
 _KEY_CODES = {c for c, _, _ in _KEY_DISEASES}
-_CHRONIC = [  # opsp_dise_code, name, ICD prefix
-    ("M03900", "高血压", "I10"), ("M01600", "糖尿病", "E11"), ("M03300", "冠心病", "I25"),
-    ("M05300", "慢性阻塞性肺疾病", "J44"), ("M04800", "脑血管意外后遗症", "I69"), ("M00500", "恶性肿瘤门诊治疗", "C"),
-    ("M02300", "精神分裂症", "F20"), ("M07800", "慢性肾功能衰竭", "N18"),
-]
-
 # surgery: code, name, grade, interventional
 _SURGERY: dict[str, tuple[float, list[tuple[str, str, int, int]]]] = {
     "cardio": (0.35, [("00.6600x008", "经皮冠状动脉球囊扩张成形术", 4, 1), ("36.0601", "冠状动脉药物洗脱支架置入术", 4, 1),
@@ -645,21 +516,6 @@ _ITEMS: list[tuple[str, str, str, str, str, str, str, str, float, str]] = [
     ("ZY0009", "陈皮", "T000700191", "102", "10", "01", "g", "丝", 0.068000, "herbal"),
     ("ZY0010", "酸枣仁", "T000700834", "102", "10", "02", "g", "炒", 0.962000, "herbal"),
 ]
-_TWOPATH_DRUGS = [  # code, name, generic, spec, manufacturer, indication, active
-    ("XL01EBA404A001010184372", "甲磺酸奥希替尼片", "奥希替尼", "80mg*30片", "阿斯利康制药有限公司", "C34", 1),
-    ("XL01EDA386E001010178814", "盐酸阿来替尼胶囊", "阿来替尼", "150mg*224粒", "罗氏制药", "C34", 1),
-    ("XL01FFX221B002010182255", "信迪利单抗注射液", "信迪利单抗", "10ml:100mg", "信达生物制药(苏州)有限公司",
-     "C34,C16,C22", 1),
-    ("XL01FFK110B001010182640", "注射用卡瑞利珠单抗", "卡瑞利珠单抗", "200mg", "苏州盛迪亚生物医药有限公司", "C22,C34", 1),
-    ("XL01EXA377A001010179905", "甲磺酸阿帕替尼片", "阿帕替尼", "0.25g*10片", "江苏恒瑞医药股份有限公司", "C16", 1),
-    ("XL01EFP036E001010180133", "哌柏西利胶囊", "哌柏西利", "125mg*21粒", "辉瑞制药有限公司", "C50", 1),
-    ("XL01FDP207B002010181746", "帕妥珠单抗注射液", "帕妥珠单抗", "14ml:420mg", "罗氏制药", "C50", 1),
-    ("XL01EHP312A001010183358", "马来酸吡咯替尼片", "吡咯替尼", "160mg*14片", "江苏恒瑞医药股份有限公司", "C50", 1),
-    ("XL01EXF220E001010180911", "呋喹替尼胶囊", "呋喹替尼", "5mg*7粒", "和记黄埔医药(上海)有限公司", "C18", 1),
-    ("XL01EXL171E001010178026", "甲磺酸仑伐替尼胶囊", "仑伐替尼", "4mg*30粒", "卫材(中国)药业有限公司", "C22", 1),
-    ("XL01EBD318A001010177452", "达可替尼片", "达可替尼", "45mg*30片", "辉瑞制药有限公司", "C34", 0),
-]
-
 # hour-of-day weights (0..23)
 _HOURS = {
     "clinic": [0, 0, 0, 0, 0, 0, 0, .35, 1.7, 2.1, 1.9, 1.3, .35, .3, 1.4, 1.4, 1.1, .45, .06, .05, .04, 0, 0, 0],
@@ -692,6 +548,37 @@ def _r2(x: float) -> float:
     return round(x + 1e-9, 2)
 
 
+# ------------------------------------------------------------------------- for the plugins' seeds
+
+# What each charge item is used for, as the generator draws them: a specialty ("cardio", "resp", ...,
+# "general") for the drugs it prescribes, or a use: "consult", "consult_er", "lab", "exam", "iv" (drug
+# infused), "iv_base" (its carrier), "ivfee", "bed", "bed_icu", "nurse", "nurse_icu", "op1".."op4",
+# "anes", "mat*" (materials), "herbal", "treat*".  Plugins seeding their own tables draw from it.
+CHARGE_ITEM_USES: dict[str, list[str]] = {}
+for _item in _ITEMS:
+    for _tag in _item[9].split(","):
+        CHARGE_ITEM_USES.setdefault(_tag, []).append(_item[0])
+
+
+def random_name(rng: random.Random, gender: str) -> str:
+    """A plausible Chinese name ('1' male, '2' female)."""
+    chars = _MALE_CHARS if gender == "1" else _FEMALE_CHARS
+    given = rng.choice(chars) + (rng.choice(chars) if rng.random() < 0.7 else "")
+    return rng.choice(_SURNAMES[:40] if rng.random() < 0.7 else _SURNAMES) + given
+
+
+def random_phone(rng: random.Random) -> str:
+    return f"1{rng.choice('3578')}{rng.randrange(10**9):09d}"
+
+
+def random_id_number(rng: random.Random) -> str:
+    """An 18-char resident ID number (valid check digit) of someone born 1960..2000 in the region."""
+    region = rng.choices(_SHANGRAO, weights=[w[-1] for w in _SHANGRAO])[0][0]
+    birth = date(1960, 1, 1) + timedelta(days=rng.randrange(40 * 365))
+    first17 = f"{region}{birth:%Y%m%d}{rng.randrange(1000):03d}"
+    return first17 + id_check_digit(first17)
+
+
 # ------------------------------------------------------------------------------------------ generator
 
 
@@ -715,7 +602,6 @@ class _Gen:
         self.seq: dict[str, int] = {}
         self.ward_beds: dict[str, list[str]] = {}
         self.reg_index: dict[tuple[date, str], list[tuple[datetime, str, dict[str, Any]]]] = {}
-        self.chronic_filed: dict[tuple[str, str], dict[str, Any]] = {}  # (patient_id, icd prefix) -> row
 
     # -- small helpers
     def next(self, key: str) -> int:
@@ -742,15 +628,10 @@ class _Gen:
         return self.rng.choices(weighted, weights=[w[-1] for w in weighted])[0]
 
     def name(self, gender: str) -> str:
-        chars = _MALE_CHARS if gender == "1" else _FEMALE_CHARS
-        given = self.rng.choice(chars) + (self.rng.choice(chars) if self.rng.random() < 0.7 else "")
-        return self.rng.choice(_SURNAMES[:40] if self.rng.random() < 0.7 else _SURNAMES) + given
+        return random_name(self.rng, gender)
 
     def phone(self) -> str:
-        return f"1{self.rng.choice('3578')}{self.rng.randrange(10**9):09d}"
-
-    def rid(self) -> str:
-        return f"{self.rng.getrandbits(128):032x}"
+        return random_phone(self.rng)
 
     # -- static data
     def static(self) -> None:
@@ -810,13 +691,6 @@ class _Gen:
                 "price": price})
         for code, name, cat in _KEY_DISEASES:
             self.rows["key_diseases"].append({"diag_code": code, "diag_name": name, "category": cat})
-        for code, name, prefix in _CHRONIC:
-            self.rows["chronic_disease_catalog"].append(
-                {"opsp_dise_code": code, "opsp_dise_name": name, "icd_prefix": prefix})
-        for code, name, generic, spec, maker, indication, active in _TWOPATH_DRUGS:
-            self.rows["twopath_drugs"].append({
-                "med_list_codg": code, "med_list_name": name, "generic_name": generic, "spec": spec,
-                "manufacturer": maker, "indication": indication, "active": active})
 
     # -- patients
     def new_patient(self, kind: str, age_range: tuple[int, int], when: datetime, existing: bool) -> dict[str, Any]:
@@ -898,128 +772,6 @@ class _Gen:
     def age_at(self, patient: dict[str, Any], when: datetime) -> float:
         return round((when.date() - patient["birth_date"]).days / 365.25, 1)
 
-    # -- insurance
-    def mdtrt_id(self, when: datetime) -> str:
-        return f"{POOLAREA}M{when:%Y%m%d%H%M%S}{self.next('mdtrt'):07d}"
-
-    def setl_id(self, when: datetime) -> str:
-        return f"{POOLAREA}S{when:%Y%m%d%H%M%S}{self.next('setl'):07d}"
-
-    def insu_visit(self, p: dict[str, Any], begin: datetime, med_type: str, dept: str, doctor: str,
-                   **extra: Any) -> dict[str, Any]:
-        rng = self.rng
-        admdvs = p["insu_admdvs"]
-        pay_loc = "2" if admdvs.startswith("3611") else ("3" if admdvs.startswith("36") else "4")
-        cert_type = rng.choices(["01", "02", "03"], weights=[5, 2, 3])[0]
-        cert_no = {"01": f"E{rng.getrandbits(96):024X}", "02": p["id_number"], "03": p["insu_card_no"]}[cert_type]
-        employee = p["insutype"] == "310"
-        d = self.depts[dept]
-        row: dict[str, Any] = {name: None for name, _ in _VISIT_STR_COLS}
-        row.update({
-            "mdtrt_id": self.mdtrt_id(begin), "psn_no": p["psn_no"], "psn_insu_rlts_id": p["psn_insu_rlts_id"],
-            "insutype": p["insutype"], "psn_type": p["psn_type"], "cvlserv_flag": p["cvlserv_flag"],
-            "cvlserv_lv": "1" if p["cvlserv_flag"] == "1" else None, "sp_psn_type": None,
-            "clct_grde": None if employee else "1",
-            "flxempe_flag": p["flxempe_flag"], "nwb_flag": "0", "insu_admdvs": admdvs, "emp_no": p["emp_no"],
-            "emp_name": p["emp_name"], "emp_type": "10" if employee else None,
-            "econ_type": "160" if employee else None, "afil_indu": "9900" if employee else None,
-            "afil_rlts": "9" if employee else None,
-            "emp_mgt_type": "1" if employee else None, "pay_loc": pay_loc, "hosp_lv": "03",
-            "fix_blng_admdvs": DEFAULT_ADMDVS, "lmtpric_hosp_lv": "03", "dedc_hosp_lv": "03",
-            "mdtrt_cert_type": cert_type, "mdtrt_cert_no": cert_no, "med_type": med_type, "rloc_type": None,
-            "ars_year_ipt_flag": "0", "pre_pay_flag": "0", "year": str(begin.year), "medrcdno": p["patient_id"],
-            "chfpdr_code": doctor, "chfpdr_name": self.doctor_name.get(doctor), "adm_dept_codg": dept,
-            "adm_dept_name": d[1], "adm_caty": d[4], "inhosp_stas": "0", "vali_flag": "1", "rid": self.rid(),
-            "crter_id": "SF" + doctor, "crter_name": "收费员", "crte_optins_no": DEFAULT_ADMDVS,
-            "opter_id": "SF" + doctor, "opter_name": "收费员", "optins_no": DEFAULT_ADMDVS,
-            "poolarea_no": admdvs if pay_loc == "2" else POOLAREA, "ttp_pay_flag": "0", "dept_scene_id": None,
-            "patient_id": p["patient_id"], "age": self.age_at(p, begin), "begntime": begin, "endtime": None,
-            "die_date": None, "ipt_days": None, "geso_val": None, "fetts": None, "fetus_cnt": None,
-            "prey_time": None, "birctrl_matn_date": None, "opt_time": begin, "ttp_pay_prop": None,
-            "created_at": begin + timedelta(seconds=rng.randint(5, 90)),
-        })
-        row.update(extra)
-        row["updated_at"] = row["created_at"]
-        self.rows["insu_visits"].append(row)
-        return row
-
-    def fee(self, visit: dict[str, Any], item_code: str, cnt: float, when: datetime, rx: str | None,
-            created: datetime) -> dict[str, Any]:
-        item = self.items[item_code]
-        pric = item[8]
-        row = {
-            "bkkp_sn": f"JZ{when:%Y%m%d}{self.next('bkkp'):08d}", "mdtrt_id": visit["mdtrt_id"], "setl_id": None,
-            "fee_ocur_time": when, "rx_drord_no": rx, "medins_list_codg": item_code, "cnt": round(cnt, 4),
-            "pric": pric, "det_item_fee_sumamt": _r2(round(cnt, 4) * pric), "created_at": created,
-            "updated_at": created,
-        }
-        if self.rng.random() < 0.03:  # corrected later (quantity fixed by the ward / pharmacy)
-            fixed = created + timedelta(minutes=self.rng.randint(20, 36 * 60))
-            if fixed <= self.cutoff:
-                row["cnt"] = round(max(1.0, cnt - 1) if cnt >= 2 else cnt, 4)
-                row["det_item_fee_sumamt"] = _r2(row["cnt"] * pric)
-                row["updated_at"] = fixed
-        self.rows["insu_fee_items"].append(row)
-        return row
-
-    def settle(self, visit: dict[str, Any], fees: list[dict[str, Any]], when: datetime, inpatient: bool) -> None:
-        """Settle a visit at ``when`` (if not after the cut-off); a few settlements are reversed and redone."""
-        rng = self.rng
-        if when > self.cutoff or not fees:
-            return
-        total = own = cls_b = 0.0
-        for f in fees:
-            amt = f["det_item_fee_sumamt"]
-            total += amt
-            lv = self.items[f["medins_list_codg"]][5]
-            own += amt if lv == "03" else 0
-            cls_b += amt if lv == "02" else 0
-        total, own = _r2(total), _r2(own)
-        pre = _r2(cls_b * 0.1)
-        over = _r2(total * rng.uniform(0.005, 0.04)) if rng.random() < 0.06 else 0.0
-        inscp = _r2(max(0.0, total - own - pre - over))
-        employee = visit["insutype"] == "310"
-        if inpatient:
-            ratio = (0.90 if visit["psn_type"] == "12" else 0.85) if employee else 0.70
-            deductible = 600.0 if employee else 800.0
-        else:
-            ratio, deductible = (0.60 if employee else 0.50), 0.0
-        if visit["pay_loc"] != "2":
-            ratio -= 0.1
-        hifp = _r2(max(0.0, inscp - deductible) * ratio)
-        fund = _r2(hifp + (_r2((inscp - hifp) * 0.3) if visit["cvlserv_flag"] == "1" else 0.0))
-        psn = _r2(total - fund)
-        acct = _r2(min(psn, rng.choice([0.0, psn, psn * 0.5, 200.0]))) if employee else 0.0
-        setl_id = self.setl_id(when)
-        row = {
-            "setl_id": setl_id, "mdtrt_id": visit["mdtrt_id"], "patient_id": visit["patient_id"],
-            "psn_no": visit["psn_no"], "psn_insu_rlts_id": visit["psn_insu_rlts_id"], "insutype": visit["insutype"],
-            "psn_type": visit["psn_type"], "age": visit["age"], "fix_blng_admdvs": DEFAULT_ADMDVS,
-            "setl_time": when, "med_type": visit["med_type"], "medfee_sumamt": total, "fulamt_ownpay_amt": own,
-            "overlmt_selfpay": over, "preselfpay_amt": pre, "inscp_amt": inscp, "hifp_pay": hifp,
-            "pool_prop_selfpay": round(ratio, 4), "fund_pay_sumamt": fund, "psn_pay": psn, "acct_pay": acct,
-            "medins_setl_id": f"{self.org_code}{when:%Y%m%d}{self.next('msetl'):08d}",
-            "clr_type": "21" if inpatient else "11", "vali_flag": "1",
-            "created_at": when + timedelta(seconds=rng.randint(1, 20)),
-        }
-        row["updated_at"] = row["created_at"]
-        self.rows["insu_settlements"].append(row)
-        final = row
-        if rng.random() < 0.01:  # reversed (e.g. wrong med_type) and settled again
-            redo = row["created_at"] + timedelta(minutes=rng.randint(10, 3 * 24 * 60))
-            if redo <= self.cutoff:
-                row["vali_flag"], row["updated_at"] = "0", redo
-                final = dict(row, setl_id=self.setl_id(redo), setl_time=redo, vali_flag="1",
-                             medins_setl_id=f"{self.org_code}{redo:%Y%m%d}{self.next('msetl'):08d}",
-                             created_at=redo + timedelta(seconds=5), updated_at=redo + timedelta(seconds=5))
-                self.rows["insu_settlements"].append(final)
-        visit["medins_setl_id"] = final["medins_setl_id"]
-        visit["endtime"] = visit["endtime"] or when
-        visit["updated_at"] = max(visit["updated_at"], final["created_at"])
-        for f in fees:
-            f["setl_id"] = final["setl_id"]
-            f["updated_at"] = max(f["updated_at"], final["created_at"])
-
     # -- outpatient
     def outpatient(self) -> None:
         rng = self.rng
@@ -1078,21 +830,6 @@ class _Gen:
             "diag_code": None if cancelled else diag_code, "diag_name": None if cancelled else diag_name,
             "key_disease": 0 if cancelled else int(diag_code in _KEY_CODES), "created_at": t,
             "updated_at": cancel_time or t})
-        visit = None
-        if insured:
-            med_type = "13" if dtype == "emergency" else "11"
-            chronic = self.chronic_for(p, diag_code, t, doctor, dept) if not cancelled else None
-            extra: dict[str, Any] = {"ipt_otp_no": reg_id, "reg_id": reg_id, "otp_diag_info": None}
-            if chronic is not None and chronic["filing_status"] == "filed" and rng.random() < 0.8:
-                med_type = "14"
-                extra.update(dise_no=chronic["opsp_dise_code"], dise_name=chronic["opsp_dise_name"],
-                             trt_dcla_detl_sn=chronic["trt_dcla_detl_sn"])
-            if not cancelled:
-                extra["otp_diag_info"] = f"{diag_code}:{diag_name}"
-            visit = self.insu_visit(p, t, med_type, dept, doctor, **extra)
-            if cancelled:
-                visit["vali_flag"], visit["updated_at"], visit["memo"] = "0", cancel_time, "退号"
-                return
         if cancelled:
             return
         self.referral_outpatient(p, t, reg_id, visit_type)
@@ -1108,32 +845,19 @@ class _Gen:
                     "oprn_name": name, "grade": grade, "interventional": 0, "start_time": start,
                     "end_time": start + timedelta(minutes=rng.randint(10, 40)),
                     "created_at": start + timedelta(minutes=rng.randint(40, 90))})
-        fees: list[dict[str, Any]] = []
-        fee_time = t + timedelta(minutes=rng.randint(4, 30))
-        if visit is not None and fee_time <= self.cutoff:
-            consult = "XM0002" if dtype in ("emergency", "fever") else "XM0001"
-            fees.append(self.fee(visit, consult, 1, t, None, t + timedelta(seconds=rng.randint(20, 120))))
+        seen = t + timedelta(minutes=rng.randint(4, 30))  # by the doctor
         if dtype == "checkup":
             return
         n_rx = rng.choices([0, 1, 2, 3], weights={"dental": [5, 4, 1, 0], "rehab": [6, 3, 1, 0],
                                                    "psych": [2, 6, 2, 0]}.get(spec, [2, 6, 2.2, 0.6]))[0]
         for _ in range(n_rx):
-            rx_time = fee_time + timedelta(minutes=rng.randint(0, 15))
+            rx_time = seen + timedelta(minutes=rng.randint(0, 15))
             if rx_time > self.cutoff:
                 break
-            self.prescription(p, visit, reg_id, dept, doctor, spec, rx_time, fees, visit_type)
-        if visit is not None and rng.random() < {"checkup": 0}.get(spec, 0.35):
-            lab_time = fee_time + timedelta(minutes=rng.randint(1, 10))
-            if lab_time <= self.cutoff:
-                for item in rng.sample(self.items_by_tag["lab"] + self.items_by_tag["exam"], rng.randint(1, 3)):
-                    fees.append(self.fee(visit, item[0], 1, lab_time, None, lab_time + timedelta(minutes=1)))
-        if visit is not None and fees:
-            last = max(f["fee_ocur_time"] for f in fees)
-            setl = last + timedelta(minutes=rng.randint(2, 25))
-            self.settle(visit, fees, setl, inpatient=False)
+            self.prescription(p, reg_id, dept, doctor, spec, rx_time, visit_type)
 
-    def prescription(self, p: dict[str, Any], visit: dict[str, Any] | None, reg_id: str, dept: str, doctor: str,
-                     spec: str, when: datetime, fees: list[dict[str, Any]], visit_type: str) -> None:
+    def prescription(self, p: dict[str, Any], reg_id: str, dept: str, doctor: str, spec: str, when: datetime,
+                     visit_type: str) -> None:
         rng = self.rng
         rx_no = f"CF{when:%Y%m%d}{self.next('rx' + when.strftime('%Y%m%d')):06d}"
         herbal = spec == "tcm" and rng.random() < 0.6
@@ -1174,13 +898,6 @@ class _Gen:
             "updated_at": updated})
         if cancelled:
             return
-        if visit is not None:
-            created = when + timedelta(seconds=rng.randint(30, 400))
-            for code, q in lines + iv_lines:
-                fees.append(self.fee(visit, code, q, when, rx_no, created))
-            if infusion:
-                fees.append(self.fee(visit, "XM0301", days * doses_per_day, when, rx_no, created))
-                fees.append(self.fee(visit, "HC0001", days * doses_per_day, when, rx_no, created))
         if infusion:
             drug_code = iv_lines[0][0]
             for day_no in range(1, days + 1):
@@ -1198,34 +915,6 @@ class _Gen:
                         "drug_name": self.items[drug_code][1], "exec_time": t, "day_no": day_no,
                         "status": "cancelled" if rng.random() < 0.01 else "done"})
                     t += timedelta(minutes=rng.randint(45, 110))
-
-    def chronic_for(self, p: dict[str, Any], diag_code: str, t: datetime, doctor: str,
-                    dept: str) -> dict[str, Any] | None:
-        rng = self.rng
-        chronic = next((c for c in _CHRONIC if diag_code.startswith(c[2])), None)
-        if chronic is None:
-            return None
-        key = (p["patient_id"], chronic[2])
-        row = self.chronic_filed.get(key)
-        if row is None and rng.random() < 0.5:
-            earlier = rng.random() < 0.6
-            diag_day = t.date() - timedelta(days=rng.randint(40, 900)) if earlier else t.date()
-            status = "filed" if earlier else rng.choices(["pending", "filed", "revoked"], weights=[8, 3, 0.4])[0]
-            created = datetime.combine(diag_day, t.time()) + timedelta(minutes=20)
-            updated = created + timedelta(days=rng.randint(1, 10)) if status != "pending" else created
-            if updated > self.cutoff:
-                status, updated = "pending", created
-            row = {
-                "id": self.next("chronic"), "patient_id": p["patient_id"], "opsp_dise_code": chronic[0],
-                "opsp_dise_name": chronic[1], "icd_code": diag_code, "diag_date": diag_day,
-                "doctor_code": doctor, "dept_code": dept, "begndate": diag_day,
-                "enddate": diag_day + timedelta(days=rng.choice([365, 730]) - 1), "filing_status": status,
-                "trt_dcla_detl_sn": f"{POOLAREA}{diag_day:%Y%m%d}{rng.randrange(10**10):010d}"
-                if status != "pending" else None,
-                "created_at": created, "updated_at": updated}
-            self.chronic_filed[key] = row
-            self.rows["chronic_disease_diagnoses"].append(row)
-        return row
 
     def referral(self, p: dict[str, Any], direction: str, inbound: int, level: str, kind: str, when: datetime,
                  reg_id: str | None = None, adm_id: str | None = None) -> None:
@@ -1392,154 +1081,10 @@ class _Gen:
             disc_row["updated_at"] = max(disc_row["updated_at"], disc_row["created_at"])
         else:
             disc_row = None
-        # insurance + daily fees
-        if p["psn_no"] is None or rng.random() > 0.95:
-            if disc_row is not None:
-                disc_row["total_cost"] = _r2(rng.uniform(800, 3000) * max(1, los) ** 0.8)
-            return
-        med_type = "52" if spec == "obs" else "21"
-        extra: dict[str, Any] = {
-            "ipt_otp_no": adm_id, "adm_id": adm_id, "adm_diag_dscr": diag_name, "adm_bed": bed,
-            "wardarea_bed": f"{ward_name}{bed[-4:]}", "inhosp_stas": "1", "main_cond_dscr": None}
-        if spec == "obs":
-            extra.update(geso_val=rng.randint(37, 41), fetts=rng.choice([1, 1, 2, 2, 3]), fetus_cnt=1,
-                         matn_type="2" if diag_code == "O82.000" else "1", latechb_flag="0",
-                         pret_flag="0", birctrl_matn_date=None)
-        visit = self.insu_visit(p, t, med_type, ward, doctor, **extra)
-        fees: list[dict[str, Any]] = []
-        end_t = discharge_t if discharged else self.cutoff
-        day = t.date()
-        order_no = 0
-        icu = spec == "icu"
-        while True:
-            day_start = datetime(day.year, day.month, day.day)
-            if day_start > end_t:
-                break
-            bill = max(t, day_start + timedelta(minutes=rng.randint(5, 50)))
-            if bill > end_t:
-                break
-
-            def add(code: str, qty: float, when: datetime, rx: str | None = None) -> None:
-                if when <= end_t and when <= self.cutoff:
-                    created = min(self.cutoff, when + timedelta(minutes=rng.randint(1, 120)))
-                    fees.append(self.fee(visit, code, qty, when, rx, max(created, when)))
-
-            if not (discharged and day == discharge_t.date() and day != t.date()):
-                add("XM0402" if icu else "XM0401", 1, bill)
-                add("XM0404" if icu else "XM0403", 24 if icu else 1, bill)
-            morning = day_start + timedelta(hours=8, minutes=rng.randint(0, 110))
-            if morning < t:
-                morning = t + timedelta(minutes=rng.randint(20, 90))
-            order_no += 1
-            rx = f"YZ{adm_id[2:]}{order_no:04d}"
-            if rng.random() < 0.55:
-                add(rng.choice(self.items_by_tag["iv"])[0], rng.choice([1, 2, 2, 3]), morning, rx)
-                add(rng.choice(self.items_by_tag["iv_base"])[0], rng.choice([1, 2]), morning, rx)
-                add("XM0301", 1, morning, rx)
-            pool = self.items_by_tag.get(spec) or self.items_by_tag["general"]
-            if rng.random() < 0.5:
-                item = rng.choice(pool)
-                add(item[0], rng.choice([1, 2, 3]) if item[6] not in ("片", "粒") else rng.choice([2, 3, 6]), morning,
-                    rx)
-            if day == t.date() or rng.random() < 0.12:
-                for item in rng.sample(self.items_by_tag["lab"], rng.randint(2, 4) if day == t.date() else 1):
-                    add(item[0], 1, morning - timedelta(minutes=30))
-            if day == t.date() or (day - t.date()).days == 1 and rng.random() < 0.6:
-                add(rng.choice(self.items_by_tag["exam"])[0], 1, morning + timedelta(hours=2))
-            for op in ops:
-                if op["start_time"].date() == day and op["end_time"] is not None:
-                    add(f"XM050{op['grade']}", 1, op["end_time"])
-                    if op["grade"] >= 3:
-                        add("XM0505", 1, op["end_time"])
-                    if op["oprn_code"] in ("36.0601", "00.6600x008"):
-                        add("HC0003", rng.choice([1, 1, 2]), op["end_time"])
-                    elif op["oprn_code"] in ("81.5400", "81.5100"):
-                        add("HC0004", 1, op["end_time"])
-                    elif op["grade"] >= 3 and rng.random() < 0.5:
-                        add("HC0005", 1, op["end_time"])
-                    add("HC0006", rng.choice([2, 4, 6]), op["end_time"])
-            day += timedelta(days=1)
-        if disc_row is not None:
-            disc_row["total_cost"] = _r2(sum(f["det_item_fee_sumamt"] for f in fees))
-            visit.update({
-                "endtime": discharge_t, "dscg_maindiag_code": disc_row["main_diag_code"],
-                "dscg_maindiag_name": disc_row["main_diag_name"], "dscg_dept_codg": dischg_ward,
-                "dscg_dept_name": self.depts[dischg_ward][1], "dscg_caty": self.depts[dischg_ward][4],
-                "dscg_bed": disc_row["bed_no"], "dscg_way": way, "inhosp_stas": "0",
-                "traf_dept_flag": "1" if dischg_ward != ward else "0",
-                "ipt_days": max(1, (discharge_t.date() - t.date()).days),
-                "die_date": discharge_t.date() if way == "5" else None, "cop_flag": "0",
-                "updated_at": discharge_t + timedelta(minutes=rng.randint(1, 10)),
-                "main_cond_dscr": f"因{diag_name}入院，经治疗后{'病情好转' if way != '5' else '抢救无效死亡'}。",
-            })
-            if ops:
-                visit["oprn_oprt_code"], visit["oprn_oprt_name"] = ops[0]["oprn_code"], ops[0]["oprn_name"]
-            if spec == "obs":
-                visit["birctrl_matn_date"] = (ops[0]["start_time"].date() if ops else
-                                              t.date() + timedelta(days=min(1, los - 1)))
-            settle_t = discharge_t + timedelta(minutes=rng.randint(-90, 40))
-            settle_t = max(settle_t, max((f["fee_ocur_time"] for f in fees), default=t) + timedelta(minutes=1))
-            self.settle(visit, fees, settle_t, inpatient=True)
-            visit["updated_at"] = max(visit["updated_at"], visit["created_at"])
-        else:
-            visit["updated_at"] = visit["created_at"]
-
-    # -- two-channel drug applications
-    def twopath(self) -> None:
-        rng = self.rng
-        onc_patients = [r for r in self.rows["registrations"]
-                        if r["dept_code"] in ("1001",) and r["status"] == "valid" and r["diag_code"]
-                        and r["diag_code"][0] == "C"]
-        patient_by_id = {p["patient_id"]: p for p in self.rows["patients"]}
-        seen: set[str] = set()
-        drugs = [d for d in _TWOPATH_DRUGS if d[6]]
-        weeks = max(1, ((self.end - self.start).days + 1) / 7)
-        target = max(3, round(weeks * 2.5))
-        for reg in onc_patients:
-            if len(seen) >= target:
-                break
-            p = patient_by_id[reg["patient_id"]]
-            if p["psn_no"] is None or p["patient_id"] in seen or rng.random() < 0.3:
-                continue
-            fits = [d for d in drugs if reg["diag_code"][:3] in d[5].split(",")]
-            if not fits:
-                continue
-            seen.add(p["patient_id"])
-            t = reg["reg_time"] + timedelta(minutes=rng.randint(20, 120))
-            if t > self.cutoff:
-                continue
-            status = rng.choices(["draft", "pending", "submitted", "approved", "revoked"], weights=[1, 4, 2, 3, 0.5])[0]
-            updated = t + timedelta(days=rng.randint(1, 12)) if status not in ("draft", "pending") else t
-            if updated > self.cutoff:
-                status, updated = "pending", t
-            appy_id = f"SQ{t:%Y%m%d}{self.next('appy'):04d}"
-            docs = self.dept_doctors["1001"] + self.dept_doctors["2801"]
-            d1, d2 = rng.sample(docs, 2)
-            agent = rng.random() < 0.3
-            self.rows["twopath_applications"].append({
-                "appy_id": appy_id, "patient_id": p["patient_id"], "appy_date": t.date(),
-                "cond_abst": f"{reg['diag_name']}，病理确诊，" + rng.choice(
-                    ["EGFR 19外显子缺失突变阳性", "HER2阳性(3+)", "ECOG评分1分", "既往一线治疗后进展", "PD-L1 TPS≥50%"]),
-                "diag_code": reg["diag_code"], "diag_name": reg["diag_name"], "begndate": t.date(),
-                "enddate": t.date() + timedelta(days=rng.choice([90, 180, 365]) - 1), "doctor_code": d1,
-                "doctor2_code": d2 if rng.random() < 0.7 else None,
-                "agnter_name": self.name(rng.choice("12")) if agent else None,
-                "agnter_cert_type": "01" if agent else None,
-                "agnter_certno": self._random_id() if agent else None, "agnter_tel": self.phone() if agent else None,
-                "agnter_rlts": rng.choice(["1", "2", "3"]) if agent else None,
-                "agnter_addr": p["address"] if agent else None, "status": status,
-                "two_path_reg_sn": f"{POOLAREA}{updated:%Y%m%d}{rng.randrange(10**10):010d}"
-                if status in ("submitted", "approved", "revoked") else None,
-                "created_at": t, "updated_at": updated})
-            for d in rng.sample(fits, min(len(fits), rng.choice([1, 1, 2]))):
-                self.rows["twopath_application_drugs"].append({
-                    "id": self.next("appy_drug"), "appy_id": appy_id, "med_list_codg": d[0], "med_list_name": d[1]})
-
-    def _random_id(self) -> str:
-        region = self.pick(_SHANGRAO)[0]
-        birth = date(1960, 1, 1) + timedelta(days=self.rng.randrange(40 * 365))
-        first17 = f"{region}{birth:%Y%m%d}{self.rng.randrange(1000):03d}"
-        return first17 + id_check_digit(first17)
+        if disc_row is not None:  # the HIS's own figure for the stay's charges (住院总费用)
+            daily = rng.uniform(800, 3000) * (3 if spec == "icu" else 1)
+            theatre = sum({1: 300, 2: 800, 3: 2400, 4: 4100}[o["grade"]] for o in ops)
+            disc_row["total_cost"] = _r2(daily * max(1, los) ** 0.8 + theatre)
 
     def clamp(self) -> None:
         """Nothing is recorded after the cut-off, and updated_at >= created_at everywhere."""
@@ -1561,7 +1106,6 @@ class _Gen:
                              datetime.combine(self.start, datetime.min.time()), existing=True)
         self.outpatient()
         self.inpatient()
-        self.twopath()
         self.clamp()
 
 
@@ -1603,7 +1147,8 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def _insert(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_rows(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts by column name, missing ones NULL) into ``table`` on ``conn``, fast on SQLite."""
     names = [c.name for c in table.columns]
     if conn.dialect.name == "sqlite":  # fast path: the DBAPI directly, values already in storage format
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
@@ -1656,7 +1201,7 @@ def generate(
                 if rows:
                     pk = [c.name for c in table.primary_key.columns]
                     rows.sort(key=lambda r: tuple(r[k] for k in pk))
-                    _insert(conn, table, rows)
+                    insert_rows(conn, table, rows)
             for name, table_name, columns in INDEXES:
                 conn.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({', '.join(columns)})")
             seeded = _plugin_seeds(conn, start, end) if plugin_seeds else {}

@@ -39,10 +39,15 @@ def _one(db: sqlite3.Connection, sql: str, *params: object) -> object:
     return db.execute(sql, params).fetchone()[0]
 
 
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    """Every table: the shared ones (``metadata``) and those the plugins' seeds added."""
+    return [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+
+
 def _dump(path: Path) -> dict[str, list[tuple]]:
     conn = sqlite3.connect(path)
     try:
-        return {t.name: conn.execute(f"SELECT * FROM {t.name} ORDER BY 1").fetchall() for t in metadata.sorted_tables}
+        return {name: conn.execute(f"SELECT * FROM {name} ORDER BY 1").fetchall() for name in _tables(conn)}
     finally:
         conn.close()
 
@@ -54,6 +59,7 @@ def test_generation_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     generate(str(c), start=date(2025, 1, 6), end=date(2025, 1, 7), seed=4)
     assert counts_a == counts_b
     assert _dump(a) == _dump(b)
+    assert {"insu_fee_items", "twopath_applications"} <= set(_dump(a))  # the plugins' seeds are deterministic too
     assert _dump(a)["registrations"] != _dump(c)["registrations"]
 
 
@@ -110,13 +116,13 @@ def test_departments_have_codes_and_local_names(db: sqlite3.Connection) -> None:
 def test_timestamps_are_ordered_and_not_after_the_cutoff(db: sqlite3.Connection) -> None:
     until = _one(db, "SELECT value FROM demo_meta WHERE key = 'data_until'")
     assert until == "2025-03-09 23:59:59"
-    for table in metadata.sorted_tables:
-        cols = {c.name for c in table.columns}
+    for table in _tables(db):
+        cols = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if {"created_at", "updated_at"} <= cols:
-            assert _one(db, f"SELECT COUNT(*) FROM {table.name} WHERE updated_at < created_at") == 0, table.name
-            assert _one(db, f"SELECT COUNT(*) FROM {table.name} WHERE updated_at > ?", until) == 0, table.name
+            assert _one(db, f"SELECT COUNT(*) FROM {table} WHERE updated_at < created_at") == 0, table
+            assert _one(db, f"SELECT COUNT(*) FROM {table} WHERE updated_at > ?", until) == 0, table
         if "created_at" in cols:
-            assert _one(db, f"SELECT COUNT(*) FROM {table.name} WHERE created_at > ?", until) == 0, table.name
+            assert _one(db, f"SELECT COUNT(*) FROM {table} WHERE created_at > ?", until) == 0, table
     # some rows change after they are written (incremental extraction must use updated_at)
     for table in ("insu_fee_items", "insu_visits", "insu_settlements", "registrations", "discharges"):
         assert _one(db, f"SELECT COUNT(*) FROM {table} WHERE updated_at > created_at") > 0, table
@@ -231,6 +237,41 @@ def test_twopath_and_chronic_disease_data(db: sqlite3.Connection) -> None:
         JOIN doctors doc ON doc.doctor_code = c.doctor_code LIMIT 1""").fetchone()
     assert chronic is not None and all(v is not None for v in chronic)
     assert _one(db, "SELECT COUNT(*) FROM chronic_disease_diagnoses WHERE filing_status = 'pending'") > 0
+
+
+def test_the_plugins_records_are_built_from_the_shared_tables(db: sqlite3.Connection) -> None:
+    """The insurance and two-channel seeds read the shared tables: same patients, visits, stays, prescriptions."""
+    insured = _one(db, "SELECT COUNT(*) FROM registrations WHERE fee_category = 'insured'")
+    assert insured > 0 and _one(db, "SELECT COUNT(*) FROM insu_visits WHERE reg_id IS NOT NULL") == insured
+    assert _one(db, """
+        SELECT COUNT(*) FROM insu_visits v JOIN registrations r USING (reg_id)
+        WHERE r.fee_category = 'insured' AND r.patient_id = v.patient_id AND r.reg_time = v.begntime
+          AND r.dept_code = v.adm_dept_codg AND (v.vali_flag = '0') = (r.status = 'cancelled')""") == insured
+    assert _one(db, "SELECT COUNT(*) FROM insu_visits v JOIN patients p USING (patient_id) "
+                    "WHERE v.psn_no IS NOT p.psn_no OR v.insutype IS NOT p.insutype") == 0
+    stays = _one(db, "SELECT COUNT(*) FROM insu_visits WHERE adm_id IS NOT NULL")
+    assert stays > 0 and _one(db, """
+        SELECT COUNT(*) FROM insu_visits v JOIN admissions a USING (adm_id)
+        WHERE a.patient_id = v.patient_id AND a.admit_time = v.begntime AND a.dept_code = v.adm_dept_codg""") == stays
+    assert _one(db, """
+        SELECT COUNT(*) FROM insu_visits v JOIN discharges d USING (adm_id)
+        WHERE v.inhosp_stas = '0' AND v.endtime = d.discharge_time AND v.dscg_dept_codg = d.dept_code""") == _one(
+        db, "SELECT COUNT(*) FROM insu_visits v JOIN discharges d USING (adm_id)")
+    # an outpatient fee with a prescription number bills a valid prescription of that registration
+    assert _one(db, """
+        SELECT COUNT(*) FROM insu_fee_items f JOIN insu_visits v USING (mdtrt_id)
+        LEFT JOIN prescriptions rx ON rx.rx_no = f.rx_drord_no
+        WHERE v.reg_id IS NOT NULL AND f.rx_drord_no IS NOT NULL
+          AND (rx.reg_id IS NOT v.reg_id OR rx.status <> 'valid')""") == 0
+    assert _one(db, "SELECT COUNT(DISTINCT rx_drord_no) FROM insu_fee_items WHERE rx_drord_no LIKE 'CF%'") > 0
+    assert _one(db, "SELECT COUNT(*) FROM chronic_disease_diagnoses c LEFT JOIN patients p USING (patient_id) "
+                    "WHERE p.psn_no IS NULL") == 0
+    assert _one(db, """
+        SELECT COUNT(*) FROM twopath_applications a JOIN patients p USING (patient_id)
+        WHERE p.psn_no IS NOT NULL AND a.patient_id IN (
+            SELECT r.patient_id FROM registrations r JOIN departments d USING (dept_code)
+            WHERE d.specialty = 'onc' AND r.diag_code = a.diag_code)""") == _one(
+        db, "SELECT COUNT(*) FROM twopath_applications")
 
 
 def test_cutoff_now_limits_today(tmp_path: Path) -> None:

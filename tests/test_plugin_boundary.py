@@ -92,6 +92,48 @@ def test_core_never_imports_web_plugins_or_the_demo_and_web_never_imports_a_plug
         assert not _imports(path) & {"plugins", "weekly_report"}, path
 
 
+def _seeded_tables() -> dict[str, set[str]]:
+    """The demo HIS tables each built-in plugin's seed creates, by entry-point name."""
+    from plugins.ihs_supervision import demo_seed as ihs
+    from plugins.shangrao_insurance import demo_seed as shangrao
+    from plugins.twopath import demo_seed as twopath
+
+    return {"shangrao_insurance": set(shangrao.metadata.tables), "twopath": set(twopath.metadata.tables),
+            "ihs_supervision": set(ihs.metadata.tables)}
+
+
+def test_the_demo_hospital_names_no_plugin_nor_a_plugins_table():
+    """demo/hospital.py writes the tables every plugin reads; a plugin's own tables come from its seed hook."""
+    text = (ROOT / "demo/hospital.py").read_text("utf-8").lower()
+    plugins = {ep.name for ep in distribution("baosong").entry_points.select(group="baosong.plugins")}
+    tables = set().union(*_seeded_tables().values())
+    assert {"insu_visits", "insu_fee_items", "twopath_applications", "chronic_disease_diagnoses"} <= tables
+    named = sorted(name for name in (plugins - {"baosong_admin"}) | tables | {"weekly_report"} if name in text)
+    assert named == []
+
+
+def test_each_plugin_seeds_its_own_demo_tables_and_only_when_installed(tmp_path):
+    from datetime import date
+
+    from core.plugins import Registry, make_plugin_manager, use_registry
+    from demo.hospital import generate, metadata
+
+    pm = make_plugin_manager()
+    for name in ("shangrao_insurance", "twopath"):
+        pm.unregister(name=name)
+    use_registry(Registry(pm))
+    try:
+        counts = generate(str(tmp_path / "his.db"), start=date(2025, 3, 3), end=date(2025, 3, 3))
+    finally:
+        use_registry(None)
+    with sqlite3.connect(tmp_path / "his.db") as conn:
+        present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    seeded = _seeded_tables()
+    assert set(metadata.tables) | seeded["ihs_supervision"] | {"weekly_clinic_targets"} <= present
+    assert not (seeded["shangrao_insurance"] | seeded["twopath"]) & (present | set(counts))
+    assert counts["registrations"] > 0 and counts["ihs_staff"] > 0
+
+
 # --- the example package --------------------------------------------------------------------------------
 
 def test_the_example_is_a_separately_installed_package():

@@ -84,6 +84,13 @@ def register_sandboxes() -> list[Sandbox]:
 
 
 @hookimpl
+def seed_demo_hospital(connection, start, end) -> dict[str, int]:
+    from plugins.shangrao_insurance.demo_seed import seed_demo_hospital as seed
+
+    return seed(connection, start, end)
+
+
+@hookimpl
 def schedule(report_type, slot, source, settings):
     return extraction.plan(report_type, slot, source, settings)
 

@@ -1,4 +1,4 @@
-"""Default SQL per service, against the demo hospital database (see the demo/hospital.py docstring).
+"""Default SQL per service, against the demo hospital database (tables: ``demo_seed`` and demo/hospital.py).
 
 Contract for a hospital's own SQL (editable in the admin per report type, query name ``rows``):
 return the service's fields under their document names (upper case, as in ``schemas/<service>.json``)

@@ -136,6 +136,13 @@ def register_sandboxes() -> list[Sandbox]:
 
 
 @hookimpl
+def seed_demo_hospital(connection, start, end) -> dict[str, int]:
+    from plugins.twopath.demo_seed import seed_demo_hospital as seed
+
+    return seed(connection, start, end)
+
+
+@hookimpl
 def register_blueprints() -> list:
     from plugins.twopath.views import PAGES
 
