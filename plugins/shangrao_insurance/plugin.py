@@ -20,6 +20,7 @@ from core.hook_types import (
     OutboundRequest,
     Outcome,
     Payload,
+    ProbeResult,
     Regulator,
     ReportType,
     Response,
@@ -81,6 +82,14 @@ def register_report_types() -> list[ReportType]:
 def register_sandboxes() -> list[Sandbox]:
     return [Sandbox(name="shangrao", title="上饶医保基金监管（沙箱）", make_app=sandbox.make_app,
                     demo_config=sandbox.demo_config)]
+
+
+@hookimpl
+def test_connection(regulator: Regulator, settings) -> ProbeResult:
+    """测试连接: the document has no harmless call, so local checks only (see probe.py)."""
+    from . import probe
+
+    return probe.run(settings)
 
 
 @hookimpl
