@@ -34,6 +34,7 @@ from core.hook_types import (
     OutboundRequest,
     Outcome,
     Payload,
+    ProbeResult,
     Problem,
     Regulator,
     ReportType,
@@ -154,6 +155,14 @@ def register_sandboxes() -> list[Sandbox]:
 
     return [Sandbox(name="keydata", title=TITLE + "（沙箱）", make_app=sandbox.make_app,
                     demo_config=sandbox.demo_config, seed=sandbox.seed)]
+
+
+@hookimpl
+def test_connection(regulator: Regulator, settings) -> ProbeResult:
+    """测试连接: the document has no harmless call, so local checks only (see plugins/keydata/probe.py)."""
+    from plugins.keydata import probe
+
+    return probe.run(settings)
 
 
 @hookimpl

@@ -20,6 +20,7 @@ from core.hook_types import (
     OutboundRequest,
     Outcome,
     Payload,
+    ProbeResult,
     Regulator,
     ReportType,
     Response,
@@ -88,6 +89,14 @@ def seed_demo_hospital(connection, start, end) -> dict[str, int]:
     from plugins.shangrao_insurance.demo_seed import seed_demo_hospital as seed
 
     return seed(connection, start, end)
+
+
+@hookimpl
+def test_connection(regulator: Regulator, settings) -> ProbeResult:
+    """测试连接: the document has no harmless call, so local checks only (see probe.py)."""
+    from . import probe
+
+    return probe.run(settings)
 
 
 @hookimpl

@@ -118,13 +118,18 @@ def current_sign_no(opter: str, opter_name: str, settings: Settings, actor: str 
     return row.sign_no
 
 
+def sign_in_input(opter: str, settings: Settings) -> dict[str, Any]:
+    """9001's input node (specs README: ``{"signIn": {opter_no, mac, ip}}``)."""
+    return {"signIn": {"opter_no": opter, "mac": settings.get("mac"), "ip": settings.get("ip")}}
+
+
 def sign_in(opter: str, opter_name: str, actor: str | None = None, opter_type: str | None = None) -> Upload:
     if not opter:
         raise NoOperator(NO_OPERATOR)
     settings = _settings()
     row = {
         "opter": opter, "opter_name": opter_name, "opter_type": opter_type or "", "insuplc_admdvs": "",
-        "input": {"signIn": {"opter_no": opter, "mac": settings.get("mac"), "ip": settings.get("ip")}},
+        "input": sign_in_input(opter, settings),
     }
     return call_now("twopath.9001", row, label=f"签到 {opter}", search_keys=[opter], actor=actor)
 
@@ -208,10 +213,7 @@ def build(upload: UploadContext) -> Payload:
                 + (f"；申请号 {appno}" if appno else "；查询结果未给出申请号"),
                 result={"appno": appno, "found_by_query": True, "platform_status": found.get("status", "")},
                 code=QUERY_FIRST, search_keys=[appno])
-    input_node = protocol.build_input(infno, _flat_values(infno, row["input"]))
-    problems = protocol.validate_input(infno, input_node)
-    if problems:  # also checked by the core for the named report types; sync queries are checked here
-        raise RejectUpload("字段校验未通过：" + "；".join(str(p) for p in problems[:20]))
+    input_node = checked_input(infno, row["input"])
     opter = row.get("opter") or settings.get("default_opter")
     opter_name = row.get("opter_name") or settings.get("default_opter_name")
     opter_type = row.get("opter_type") or settings.get("opter_type", "1")
@@ -223,6 +225,17 @@ def build(upload: UploadContext) -> Payload:
         sign_no = str(input_node.get("signOut", {}).get("sign_no") or "")
     else:
         sign_no = current_sign_no(opter, opter_name, settings, opter_type=opter_type)
+    envelope = make_envelope(infno, input_node, settings, opter=opter, opter_name=opter_name,
+                             opter_type=opter_type, sign_no=sign_no, insuplc_admdvs=row.get("insuplc_admdvs") or "")
+    _sent_msgids[(upload.id, upload.attempt_no)] = envelope["msgid"]
+    return Payload(records=protocol.records_from_input(infno, input_node), document=envelope)
+
+
+def make_envelope(infno: str, input_node: dict[str, Any], settings: Settings, *, opter: str, opter_name: str,
+                  opter_type: str, sign_no: str, insuplc_admdvs: str = "") -> dict[str, Any]:
+    """The 1.1 envelope around an ``input`` node: msgid from the shared sequence, cainfo/signtype from the
+    configured signer, checked against the envelope table (RejectUpload names what is wrong). Every call
+    to the platform, uploads and the 测试连接 sign-in alike, is built here."""
     cainfo, signtype = signature.sign_envelope(input_node, settings)
     fixmedins_code = _need(settings, "fixmedins_code")
     msgid, inf_time = next_msgid(fixmedins_code)
@@ -230,7 +243,7 @@ def build(upload: UploadContext) -> Payload:
         "infno": infno,
         "msgid": msgid,
         "mdtrtarea_admvs": _need(settings, "mdtrtarea_admvs"),
-        "insuplc_admdvs": row.get("insuplc_admdvs") or "",
+        "insuplc_admdvs": insuplc_admdvs,
         "recer_sys_code": _need(settings, "recer_sys_code"),
         "dev_no": settings.get("dev_no"),
         "dev_safe_info": "",
@@ -249,8 +262,17 @@ def build(upload: UploadContext) -> Payload:
     problems = protocol.validate_envelope(envelope)
     if problems:
         raise RejectUpload("报文头校验未通过：" + "；".join(str(p) for p in problems[:20]))
-    _sent_msgids[(upload.id, upload.attempt_no)] = msgid
-    return Payload(records=protocol.records_from_input(infno, input_node), document=envelope)
+    return envelope
+
+
+def checked_input(infno: str, planned_input: dict[str, Any]) -> dict[str, Any]:
+    """The ``input`` node as sent (1.4 applied) from a planned row's input, checked against the
+    interface's field table (RejectUpload names the problems)."""
+    input_node = protocol.build_input(infno, _flat_values(infno, planned_input))
+    problems = protocol.validate_input(infno, input_node)
+    if problems:  # also checked by the core for the named report types; sync queries are checked here
+        raise RejectUpload("字段校验未通过：" + "；".join(str(p) for p in problems[:20]))
+    return input_node
 
 
 def _flat_values(infno: str, input_node: dict[str, Any]) -> dict[str, Any]:
@@ -266,8 +288,11 @@ def _flat_values(infno: str, input_node: dict[str, Any]) -> dict[str, Any]:
 
 
 def sign_request(upload: UploadContext, payload: Payload) -> OutboundRequest:
-    document = payload.document
-    settings = upload.settings
+    return outbound_request(payload.document, upload.settings)
+
+
+def outbound_request(document: dict[str, Any], settings: Settings) -> OutboundRequest:
+    """The HTTP request for one envelope: URL from the template, gateway headers (CSB or TIF)."""
     infno = document["infno"]
     body = json.dumps(document, ensure_ascii=False)  # json escapes " and \ as 1.4 asks
     url = protocol.url_for(settings.get("url_template", "{base}/CSB/hsa-fsi-{infno}"),

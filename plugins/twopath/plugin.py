@@ -15,6 +15,7 @@ from core.hook_types import (
     OutboundRequest,
     Outcome,
     Payload,
+    ProbeResult,
     Regulator,
     ReportType,
     Response,
@@ -181,6 +182,14 @@ def parse_response(upload: UploadContext, response: Response) -> Outcome:
 @hookimpl
 def upload_finished(upload: UploadContext, outcome: Outcome) -> None:
     filings.on_upload_finished(upload, outcome)
+
+
+@hookimpl
+def test_connection(regulator: Regulator, settings: Settings) -> ProbeResult:
+    """测试连接: a 9001 sign-in with the saved settings (see plugins/twopath/probe.py)."""
+    from plugins.twopath import probe
+
+    return probe.run(settings)
 
 
 @hookimpl
