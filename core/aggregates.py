@@ -22,6 +22,7 @@ being sent stays counted where it was until its attempt finishes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import defaultdict
@@ -113,22 +114,32 @@ def _insert(table: sa.Table):
 
 
 def add_counters(deltas: dict[tuple[str, date, str], int]) -> None:
-    """Add to counters in one statement (``latency_max`` keeps the maximum instead). Keys are sorted so
-    concurrent writers take row locks in the same order (no deadlock on PostgreSQL)."""
+    """Add to counters (``latency_max`` keeps the maximum instead): one upsert statement, compiled once
+    per dialect and run for all rows at once (executemany). Keys are sorted so concurrent writers take
+    row locks in the same order (no deadlock on PostgreSQL)."""
     deltas = {k: v for k, v in deltas.items() if v or k[2] == "latency_max"}
     if not deltas:
         return
+    rows = [dict(report_type=rt, day=day, metric=metric, value=value)
+            for (rt, day, metric), value in sorted(deltas.items())]
+    db.session.execute(_counter_upsert(db.session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _counter_upsert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
     table = StatCounter.__table__
-    stmt = _insert(table).values([dict(report_type=rt, day=day, metric=metric, value=value)
-                                  for (rt, day, metric), value in sorted(deltas.items())])
+    stmt = insert(table)
     new = stmt.excluded.value
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[table.c.report_type, table.c.day, table.c.metric],
         set_={"value": sa.case(
             (table.c.metric == "latency_max", sa.case((new > table.c.value, new), else_=table.c.value)),
             else_=table.c.value + new)},
     )
-    db.session.execute(stmt)
 
 
 def settle(*uploads: Upload) -> None:
