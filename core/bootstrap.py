@@ -1,8 +1,8 @@
 """Preparing a database for use: schema (Alembic migrations), scheduled tasks, demo settings.
 
-The schema is the core's migration history (``core/migrations/versions``: the core's tables and the
-tables of the plugins that shipped before plugins had their own migrations) plus every plugin's own
-version location (hook ``migrations_location``, each its own Alembic branch). ``init-db`` upgrades
+The schema is the core's migration history (``core/migrations/versions``: the core's tables only) plus
+every plugin's own version location (hook ``migrations_location``, each its own Alembic branch; the
+built-in plugins' first migrations adopt the tables older releases created in the core's history). ``init-db`` upgrades
 all heads, so a plugin installed later gets its tables and an existing database keeps its data.
 """
 

@@ -182,8 +182,9 @@ def migrations_location() -> str | None:
     add ``depends_on = "9072698936cc"`` when a table refers to core tables (e.g. ``uploads.id``). Model
     the tables on ``core.db.db`` so ``tests/test_migrations.py`` checks the migrations against them.
 
-    The built-in plugins' tables that existed before this hook (keydata's, twopath's) stay in the core's
-    initial migration, so a database created by an earlier release upgrades intact.
+    A plugin whose tables already exist in databases made before it had a branch (tables created by
+    hand or by an older release) makes its first migration adopt them: create each table only if it is
+    absent, so such a database upgrades intact and a new one gets the same schema.
 
     Example::
 

@@ -276,7 +276,13 @@ def test_init_db_upgrades_a_database_of_the_previous_release_with_its_data(tmp_p
             with db.engine.begin() as conn:
                 conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
         upgrade(directory=MIGRATIONS, revision="9072698936cc")
+        # That release's initial migration also made the built-in plugins' first tables, recorded under
+        # the core's revision only: make them, then forget the plugins' revisions.
+        upgrade(directory=MIGRATIONS, revision="keydata_0001")
+        upgrade(directory=MIGRATIONS, revision="twopath_0000")
         with db.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM alembic_version"))
+            conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES ('9072698936cc')"))
             assert "upload_dependencies" not in sa.inspect(conn).get_table_names()
             conn.execute(sa.text(
                 "INSERT INTO uploads (id, report_type, business_key, period, operation, status, attempts, "
@@ -292,11 +298,53 @@ def test_init_db_upgrades_a_database_of_the_previous_release_with_its_data(tmp_p
         assert conn.execute(sa.text("SELECT business_key, status FROM uploads")).all() == [("k1", "succeeded")]
         assert conn.execute(sa.text("SELECT national_code FROM keydata_department_mappings")).scalar() == "A03.04"
         versions = {row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-        assert {"weekly_report_0001"} <= versions and len(versions) >= 2
+        assert {"weekly_report_0001", "keydata_0001", "twopath_0001"} <= versions and len(versions) >= 2
         context = MigrationContext.configure(conn, opts={"include_object": lambda o, n, *a: not (n or "").startswith(
             ("uploads_search_fts", "ix_uploads_search_trgm"))})
         assert compare_metadata(context, db.metadata) == []
     init_db(app)  # running it again changes nothing
+
+
+def test_init_db_adopts_the_built_in_plugins_tables_of_a_database_made_before_they_had_branches(
+        tmp_path, redis_conn, monkeypatch):
+    """The release before this one made keydata's tables in the core's history (no keydata_0001 recorded)
+    and twopath's first tables likewise (twopath_0001 recorded on top): init-db adopts them, rows intact."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from core.app import create_app
+    from core.bootstrap import init_db
+
+    url = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'release.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    app = create_app()
+    with app.app_context():
+        if url.startswith("postgresql"):
+            db.drop_all()
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    init_db(app)
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM alembic_version WHERE version_num = 'keydata_0001'"))
+        conn.execute(sa.text("INSERT INTO keydata_department_mappings (local_code, local_name, national_code, "
+                             "updated_at) VALUES ('0101', '心内科', 'A03.04', '2025-02-17 00:00:00')"))
+        conn.execute(sa.text("INSERT INTO twopath_drugs (code, name, enabled, note, updated_at) "
+                             "VALUES ('XL01', '某靶向药', true, '', '2025-02-17 00:00:00')"))
+    init_db(app)
+    with app.app_context(), db.engine.connect() as conn:
+        versions = {row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
+        assert {"keydata_0001", "twopath_0001"} <= versions and "twopath_0000" not in versions
+        assert conn.execute(sa.text("SELECT national_code FROM keydata_department_mappings")).scalar() == "A03.04"
+        assert conn.execute(sa.text("SELECT name FROM twopath_drugs")).scalar() == "某靶向药"
+        context = MigrationContext.configure(conn, opts={"include_object": lambda o, n, *a: not (n or "").startswith(
+            ("uploads_search_fts", "ix_uploads_search_trgm"))})
+        assert compare_metadata(context, db.metadata) == []
+
+
+def test_the_core_migrations_create_no_plugin_table():
+    core_history = "\n".join(p.read_text("utf-8") for p in (ROOT / "core" / "migrations" / "versions").glob("*.py"))
+    for prefix in ("keydata_", "twopath_", "shangrao", "ihs_", "weekly_"):
+        assert f"'{prefix}" not in core_history and f'"{prefix}' not in core_history, prefix
 
 
 def test_the_admins_commands_reach_baosong_through_the_hook_like_any_plugins():

@@ -143,6 +143,14 @@ def register_report_types() -> list[ReportType]:
 
 
 @hookimpl
+def migrations_location() -> str:
+    """The plugin's own Alembic branch ("keydata"): the department mapping tables."""
+    from pathlib import Path
+
+    return str(Path(__file__).with_name("migrations"))
+
+
+@hookimpl
 def register_dictionaries() -> list[CodeDictionary]:
     from plugins.keydata.dictionary import CT08
 

@@ -194,7 +194,7 @@ def test_connection(regulator: Regulator, settings: Settings) -> ProbeResult:
 
 @hookimpl
 def migrations_location() -> str:
-    """The plugin's own Alembic branch ("twopath"); its first tables came with the core's initial migration."""
+    """The plugin's own Alembic branch ("twopath"), from its first tables (twopath_0000) on."""
     from pathlib import Path
 
     return str(Path(__file__).with_name("migrations"))

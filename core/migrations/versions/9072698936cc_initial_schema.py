@@ -1,4 +1,5 @@
-"""initial schema
+"""initial schema (the core's tables; the built-in plugins' first tables are in their own branches:
+keydata_0001, twopath_0000)
 
 Revision ID: 9072698936cc
 Revises: 
@@ -65,23 +66,6 @@ def upgrade():
     with op.batch_alter_table('held_back', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_held_back_report_type'), ['report_type'], unique=False)
 
-    op.create_table('keydata_department_mappings',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('local_code', sa.String(length=64), nullable=False),
-    sa.Column('local_name', sa.String(length=200), nullable=False),
-    sa.Column('national_code', sa.String(length=20), nullable=True),
-    sa.Column('updated_by', sa.String(length=80), nullable=True),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('local_code')
-    )
-    op.create_table('keydata_national_departments',
-    sa.Column('code', sa.String(length=20), nullable=False),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('parent', sa.String(length=20), nullable=True),
-    sa.Column('position', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('code')
-    )
     op.create_table('regulator_settings',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('regulator', sa.String(length=80), nullable=False),
@@ -125,26 +109,6 @@ def upgrade():
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('report_type')
-    )
-    op.create_table('twopath_diseases',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('code', sa.String(length=30), nullable=False),
-    sa.Column('name', sa.String(length=300), nullable=False),
-    sa.Column('enabled', sa.Boolean(), nullable=False),
-    sa.Column('note', sa.String(length=200), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('code')
-    )
-    op.create_table('twopath_drugs',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('code', sa.String(length=30), nullable=False),
-    sa.Column('name', sa.String(length=50), nullable=False),
-    sa.Column('enabled', sa.Boolean(), nullable=False),
-    sa.Column('note', sa.String(length=200), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('code')
     )
     op.create_table('uploads',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -252,99 +216,11 @@ def upgrade():
     with op.batch_alter_table('attempts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_attempts_upload_id'), ['upload_id'], unique=False)
 
-    op.create_table('twopath_filings',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('status', sa.String(length=24), nullable=False),
-    sa.Column('psn_no', sa.String(length=30), nullable=False),
-    sa.Column('psn_name', sa.String(length=50), nullable=False),
-    sa.Column('certno', sa.String(length=30), nullable=False),
-    sa.Column('card_no', sa.String(length=50), nullable=False),
-    sa.Column('insuplc_admdvs', sa.String(length=6), nullable=False),
-    sa.Column('item_code', sa.String(length=30), nullable=False),
-    sa.Column('item_name', sa.String(length=300), nullable=False),
-    sa.Column('appy_date', sa.String(length=10), nullable=False),
-    sa.Column('begndate', sa.String(length=10), nullable=False),
-    sa.Column('enddate', sa.String(length=10), nullable=False),
-    sa.Column('data', sa.JSON(), nullable=False),
-    sa.Column('doctor_code', sa.String(length=50), nullable=False),
-    sa.Column('doctor_name', sa.String(length=100), nullable=False),
-    sa.Column('doctor_approved_by', sa.String(length=80), nullable=True),
-    sa.Column('doctor_approved_at', sa.DateTime(), nullable=True),
-    sa.Column('appy_no', sa.String(length=30), nullable=False),
-    sa.Column('platform_status', sa.String(length=40), nullable=False),
-    sa.Column('last_upload_id', sa.Integer(), nullable=True),
-    sa.Column('submissions', sa.Integer(), nullable=False),
-    sa.Column('revocations', sa.Integer(), nullable=False),
-    sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('created_by', sa.String(length=80), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.Column('submitted_at', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['last_upload_id'], ['uploads.id'], ),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('twopath_filings', schema=None) as batch_op:
-        batch_op.create_index('ix_twopath_filings_appy_date', ['appy_date'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filings_appy_no'), ['appy_no'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filings_card_no'), ['card_no'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filings_certno'), ['certno'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filings_item_code'), ['item_code'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filings_psn_no'), ['psn_no'], unique=False)
-        batch_op.create_index('ix_twopath_filings_status', ['status'], unique=False)
-
-    op.create_table('twopath_signins',
-    sa.Column('opter', sa.String(length=30), nullable=False),
-    sa.Column('sign_no', sa.String(length=30), nullable=False),
-    sa.Column('sign_time', sa.String(length=19), nullable=False),
-    sa.Column('obtained_at', sa.DateTime(), nullable=False),
-    sa.Column('upload_id', sa.Integer(), nullable=True),
-    sa.Column('invalidated_at', sa.DateTime(), nullable=True),
-    sa.Column('renewals', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['upload_id'], ['uploads.id'], ),
-    sa.PrimaryKeyConstraint('opter')
-    )
-    op.create_table('twopath_filing_events',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('filing_id', sa.Integer(), nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=False),
-    sa.Column('actor', sa.String(length=80), nullable=False),
-    sa.Column('source', sa.String(length=16), nullable=False),
-    sa.Column('from_status', sa.String(length=24), nullable=True),
-    sa.Column('to_status', sa.String(length=24), nullable=True),
-    sa.Column('note', sa.Text(), nullable=False),
-    sa.Column('upload_id', sa.Integer(), nullable=True),
-    sa.ForeignKeyConstraint(['filing_id'], ['twopath_filings.id'], ),
-    sa.ForeignKeyConstraint(['upload_id'], ['uploads.id'], ),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('twopath_filing_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_twopath_filing_events_at'), ['at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filing_events_filing_id'), ['filing_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_twopath_filing_events_upload_id'), ['upload_id'], unique=False)
-
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('twopath_filing_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_twopath_filing_events_upload_id'))
-        batch_op.drop_index(batch_op.f('ix_twopath_filing_events_filing_id'))
-        batch_op.drop_index(batch_op.f('ix_twopath_filing_events_at'))
-
-    op.drop_table('twopath_filing_events')
-    op.drop_table('twopath_signins')
-    with op.batch_alter_table('twopath_filings', schema=None) as batch_op:
-        batch_op.drop_index('ix_twopath_filings_status')
-        batch_op.drop_index(batch_op.f('ix_twopath_filings_psn_no'))
-        batch_op.drop_index(batch_op.f('ix_twopath_filings_item_code'))
-        batch_op.drop_index(batch_op.f('ix_twopath_filings_certno'))
-        batch_op.drop_index(batch_op.f('ix_twopath_filings_card_no'))
-        batch_op.drop_index(batch_op.f('ix_twopath_filings_appy_no'))
-        batch_op.drop_index('ix_twopath_filings_appy_date')
-
-    op.drop_table('twopath_filings')
     with op.batch_alter_table('attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attempts_upload_id'))
 
@@ -363,14 +239,10 @@ def downgrade():
         batch_op.drop_index('ix_uploads_created')
 
     op.drop_table('uploads')
-    op.drop_table('twopath_drugs')
-    op.drop_table('twopath_diseases')
     op.drop_table('tasks')
     op.drop_table('slots')
     op.drop_table('report_queries')
     op.drop_table('regulator_settings')
-    op.drop_table('keydata_national_departments')
-    op.drop_table('keydata_department_mappings')
     with op.batch_alter_table('held_back', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_held_back_report_type'))
 

@@ -1,17 +1,17 @@
 """twopath: the application sheet kept with a filing, the institution list, API tokens for a mini-program
-(the plugin's own migration branch; its first tables are in the core's initial migration)
+(the plugin's own migration branch, after its first tables in twopath_0000)
 
 Revision ID: twopath_0001
-Revises:
+Revises: twopath_0000
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "twopath_0001"
-down_revision = None
-branch_labels = ("twopath",)
-depends_on = "h7_users"  # twopath_api_tokens.user_id refers to web_users; twopath_filings is in the core's first
+down_revision = "twopath_0000"
+branch_labels = None
+depends_on = "h7_users"  # twopath_api_tokens.user_id refers to web_users
 
 
 def upgrade():
