@@ -1159,6 +1159,22 @@ def insert_rows(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
         conn.execute(table.insert(), clean[i:i + 20000])
 
 
+def write_tables(conn: Any, tables: MetaData, rows: dict[str, list[dict[str, Any]]],
+                 indexes: list[tuple[str, str, tuple[str, ...]]] = ()) -> None:
+    """Create ``tables`` afresh on ``conn`` and insert each one's generated rows in primary-key order
+    (reproducible files), then the ``indexes`` (name, table, columns)."""
+    tables.drop_all(conn)
+    tables.create_all(conn)
+    for table in tables.sorted_tables:
+        table_rows = rows.get(table.name)
+        if table_rows:
+            pk = [c.name for c in table.primary_key.columns]
+            table_rows.sort(key=lambda r: tuple(r[k] for k in pk))
+            insert_rows(conn, table, table_rows)
+    for name, table_name, columns in indexes:
+        conn.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({', '.join(columns)})")
+
+
 def now_shanghai() -> datetime:
     """The current Asia/Shanghai wall-clock time, naive, to the second."""
     return datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0)
@@ -1193,17 +1209,8 @@ def generate(
     _remove_sqlite_file(url)
     engine = _engine_for(url)
     try:
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
         with engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                rows = gen.rows[table.name]
-                if rows:
-                    pk = [c.name for c in table.primary_key.columns]
-                    rows.sort(key=lambda r: tuple(r[k] for k in pk))
-                    insert_rows(conn, table, rows)
-            for name, table_name, columns in INDEXES:
-                conn.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({', '.join(columns)})")
+            write_tables(conn, metadata, gen.rows, INDEXES)
             seeded = _plugin_seeds(conn, start, end) if plugin_seeds else {}
     finally:
         engine.dispose()

@@ -69,6 +69,26 @@ def database_url(tmp_path):
     os.environ.pop("DATABASE_URL", None)
 
 
+@pytest.fixture
+def unmigrated_app(tmp_path, monkeypatch, redis_conn):
+    """A core app on a database with no tables and no migration history (migration tests): a new SQLite
+    file, or the test PostgreSQL database emptied."""
+    import sqlalchemy as sa
+
+    from core.app import create_app
+    from core.db import db
+
+    url = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'unmigrated.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    app = create_app()
+    if url.startswith("postgresql"):
+        with app.app_context():
+            db.drop_all()
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    return app
+
+
 _sqlite_template: dict[str, Path] = {}
 
 

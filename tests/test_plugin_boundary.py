@@ -6,7 +6,6 @@ core/ or web/ naming it or any built-in plugin. init-db upgrades a database of t
 from __future__ import annotations
 
 import ast
-import os
 import sqlite3
 from datetime import datetime
 from importlib.metadata import distribution
@@ -257,24 +256,18 @@ def test_the_plugin_adds_a_command(weekly, work):
 
 # --- migrations -----------------------------------------------------------------------------------------
 
-def test_init_db_upgrades_a_database_of_the_previous_release_with_its_data(tmp_path, redis_conn, monkeypatch):
+def test_init_db_upgrades_a_database_of_the_previous_release_with_its_data(unmigrated_app):
     """A database made by the release before this one (the core's initial migration only, with data):
     init-db adds the ordering table and the example's own branch and keeps every row."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from flask_migrate import upgrade
 
-    from core.app import MIGRATIONS, create_app
+    from core.app import MIGRATIONS
     from core.bootstrap import init_db
 
-    url = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'previous.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    app = create_app()
+    app = unmigrated_app
     with app.app_context():
-        if url.startswith("postgresql"):
-            db.drop_all()
-            with db.engine.begin() as conn:
-                conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
         upgrade(directory=MIGRATIONS, revision="9072698936cc")
         # That release's initial migration also made the built-in plugins' first tables, recorded under
         # the core's revision only: make them, then forget the plugins' revisions.
@@ -305,24 +298,15 @@ def test_init_db_upgrades_a_database_of_the_previous_release_with_its_data(tmp_p
     init_db(app)  # running it again changes nothing
 
 
-def test_init_db_adopts_the_built_in_plugins_tables_of_a_database_made_before_they_had_branches(
-        tmp_path, redis_conn, monkeypatch):
+def test_init_db_adopts_the_built_in_plugins_tables_of_a_database_made_before_they_had_branches(unmigrated_app):
     """The release before this one made keydata's tables in the core's history (no keydata_0001 recorded)
     and twopath's first tables likewise (twopath_0001 recorded on top): init-db adopts them, rows intact."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from core.app import create_app
     from core.bootstrap import init_db
 
-    url = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'release.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    app = create_app()
-    with app.app_context():
-        if url.startswith("postgresql"):
-            db.drop_all()
-            with db.engine.begin() as conn:
-                conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    app = unmigrated_app
     init_db(app)
     with app.app_context(), db.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM alembic_version WHERE version_num = 'keydata_0001'"))

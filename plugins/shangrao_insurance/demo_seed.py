@@ -60,7 +60,7 @@ from typing import Any
 
 from sqlalchemy import Column, Date, Integer, MetaData, Numeric, String, Table, text
 
-from demo.hospital import CHARGE_ITEM_USES, DT, MONEY, PRICE, QTY, insert_rows
+from demo.hospital import CHARGE_ITEM_USES, DT, MONEY, PRICE, QTY, write_tables
 
 metadata = MetaData()
 
@@ -557,14 +557,5 @@ def seed_demo_hospital(connection, start: date, end: date) -> dict[str, int]:
     cutoff = datetime.fromisoformat(meta.get("data_until") or f"{end} 23:59:59")
     gen = _Insurance(connection, random.Random(f"shangrao-{meta.get('seed', '7')}"), cutoff)
     gen.run()
-    metadata.drop_all(connection)
-    metadata.create_all(connection)
-    for table in metadata.sorted_tables:
-        rows = gen.rows[table.name]
-        if rows:
-            pk = [c.name for c in table.primary_key.columns]
-            rows.sort(key=lambda r: tuple(r[k] for k in pk))
-            insert_rows(connection, table, rows)
-    for name, table_name, columns in INDEXES:
-        connection.exec_driver_sql(f"CREATE INDEX {name} ON {table_name} ({', '.join(columns)})")
+    write_tables(connection, metadata, gen.rows, INDEXES)
     return {table.name: len(gen.rows[table.name]) for table in metadata.sorted_tables}

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Column, Date, Integer, MetaData, String, Table, text
 
-from demo.hospital import DT, insert_rows, random_id_number, random_name, random_phone
+from demo.hospital import DT, random_id_number, random_name, random_phone, write_tables
 
 metadata = MetaData()
 
@@ -140,9 +140,5 @@ def seed_demo_hospital(connection, start: date, end: date) -> dict[str, int]:
                 "id": len(rows["twopath_application_drugs"]) + 1, "appy_id": appy_id, "med_list_codg": d[0],
                 "med_list_name": d[1]})
 
-    metadata.drop_all(connection)
-    metadata.create_all(connection)
-    for table in metadata.sorted_tables:
-        if rows[table.name]:
-            insert_rows(connection, table, rows[table.name])
+    write_tables(connection, metadata, rows)
     return {name: len(items) for name, items in rows.items()}
