@@ -19,6 +19,7 @@ class RawServer:
     def __init__(self, behaviour):
         self.behaviour = behaviour
         self.requests: list[bytes] = []
+        self.heads: list[bytes] = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -54,6 +55,7 @@ class RawServer:
             while len(body) < length:
                 body += conn.recv(65536)
             self.requests.append(body)
+            self.heads.append(head)
             self.behaviour(conn)
         except OSError:
             pass
@@ -207,3 +209,15 @@ def test_a_response_without_transport_defaults_by_whether_a_status_came_back():
     # A plugin's own transport that cannot tell is never taken as "not sent".
     assert Response(status=None, body="", error="boom").transport == TRANSPORT_MAYBE
     assert Response(status=None, body="", transport=TRANSPORT_NOT_SENT).transport == TRANSPORT_NOT_SENT
+
+
+def test_a_proxy_set_in_the_environment_carries_the_request_and_no_proxy_is_honoured(raw_server, monkeypatch):
+    proxy = raw_server(answers(b"HTTP/1.1 200 OK", b"Content-Length: 2\r\n", b"ok"))
+    direct = raw_server(answers(b"HTTP/1.1 200 OK", b"Content-Length: 2\r\n", b"ok"))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(http, "_proxies", {})
+    assert send("http://regulator.example.invalid/report").status == 200  # a name only the proxy resolves
+    assert proxy.heads[0].startswith(b"POST http://regulator.example.invalid/report HTTP/1.1")
+    assert send(direct.url).status == 200
+    assert len(proxy.heads) == 1 and direct.heads[0].startswith(b"POST /report HTTP/1.1")
