@@ -102,7 +102,8 @@ def watermark(name: str, default: str = "") -> str:
 
 def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
     """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``. The caller
-    commits (with the attempt's own row, in the same transaction)."""
+    commits (with the attempt's own row, in the same transaction) and reads the upload afresh
+    (``populate_existing``): a loaded copy is not updated."""
     now = _now()
     result = db.session.execute(
         sa.update(Upload)
@@ -118,6 +119,7 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
             next_retry_at=None,
             updated_at=now,
         )
+        .execution_options(synchronize_session=False)  # the caller reads the claimed row afresh
     )
     if result.rowcount != 1:
         db.session.rollback()

@@ -32,6 +32,7 @@ def load_or_create_key(path: Path) -> bytes:
 class SecretBox:
     def __init__(self, key: bytes):
         self._fernet = Fernet(key)
+        self._opened: dict[str, str] = {}  # sealed -> plain: settings are read on every attempt
 
     def seal(self, plaintext: str) -> str:
         if not plaintext:
@@ -43,12 +44,18 @@ class SecretBox:
             return ""
         if not stored.startswith(_PREFIX):
             raise ConfigurationError("密钥存储格式错误：应为加密存储")
+        if stored in self._opened:
+            return self._opened[stored]
         try:
-            return self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
+            plain = self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
         except InvalidToken:
             raise ConfigurationError(
                 "无法解密已保存的密钥：BAOSONG_SECRET_KEY 或 instance/secret.key 与保存时不同"
             ) from None
+        if len(self._opened) >= 1000:
+            self._opened.clear()
+        self._opened[stored] = plain
+        return plain
 
 
 def mask(value: str | None) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from core.config import Config
 from core.db import db
 from core.errors import ConfigurationError
@@ -96,13 +98,16 @@ def regulator_settings(regulator: str) -> Settings:
     fields = {f.key: f for f in declared.settings} if declared else {}
     values = {key: f.default for key, f in fields.items()}
     secret_keys = {key for key, f in fields.items() if f.secret}
-    for row in db.session.execute(db.select(RegulatorSetting).filter_by(regulator=regulator)).scalars():
-        if row.secret:
-            values[row.key] = secret_box().open(row.value)
-            secret_keys.add(row.key)
-            register_secret_for_logs(values[row.key])
+    # Read on every attempt: plain columns (no ORM objects); the box opens each sealed value once.
+    rows = db.session.execute(sa.select(RegulatorSetting.key, RegulatorSetting.value, RegulatorSetting.secret)
+                              .where(RegulatorSetting.regulator == regulator))
+    for key, value, secret in rows:
+        if secret:
+            values[key] = secret_box().open(value)
+            secret_keys.add(key)
+            register_secret_for_logs(values[key])
         else:
-            values[row.key] = row.value
+            values[key] = value
     return Settings(regulator=regulator, values=values, secret_keys=frozenset(secret_keys))
 
 
@@ -154,7 +159,7 @@ def shown_value(regulator: str, key: str) -> str:
 
 def flags() -> dict[str, str]:
     """Every platform flag in one query (defaults for those never set)."""
-    stored = {row.name: row.value for row in db.session.execute(db.select(Flag)).scalars()}
+    stored = dict(db.session.execute(sa.select(Flag.name, Flag.value)).all())
     return {**FLAG_DEFAULTS, **{k: v for k, v in stored.items() if k in FLAG_DEFAULTS}}
 
 
