@@ -278,16 +278,20 @@ PLAN_QUERIES = {
                                   "ORDER BY created_at DESC, id DESC LIMIT 51",
     "alerts latest failure": "SELECT id FROM uploads WHERE report_type = 'keydata.dept_daily' AND status = 'failed' "
                              "ORDER BY created_at DESC LIMIT 1",
+    "ID-number search: key seek": f"SELECT upload_id FROM upload_search_keys WHERE key = '{NEEDLE}' LIMIT 20001",
+    "ID-number search: page of the ids": "SELECT id FROM uploads WHERE id IN ({needle_id}) "
+                                         "ORDER BY created_at DESC, id DESC LIMIT 51",
 }
 
 
-def _plans(engine) -> None:
+def _plans(engine, count: int) -> None:
     import sqlalchemy as sa
 
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
     with engine.connect() as conn:
         for name, sql in PLAN_QUERIES.items():
-            rows = conn.execute(sa.text(explain + sql.replace("{today}", f"{datetime.utcnow():%Y-%m-%d}"))).all()
+            sql = sql.replace("{today}", f"{datetime.utcnow():%Y-%m-%d}").replace("{needle_id}", str(count // 2 + 1))
+            rows = conn.execute(sa.text(explain + sql)).all()
             lines = [str(r[-1]) for r in rows]
             print(f"  plan: {name}\n      " + "\n      ".join(lines))
 
@@ -331,7 +335,7 @@ def measure(url_db: str, count: int, args) -> dict:
         print(f"  seeded {count:,} uploads + {seeded['attempts']:,} attempts in {results['seed_s']} s; "
               f"search index {results['search_index_s']} s; stats rebuild {results['rebuild_s']} s", flush=True)
         if args.plans:
-            _plans(db.engine)
+            _plans(db.engine, count)
         db.session.remove()
     server = ServerThread(app)
     server.start()

@@ -103,6 +103,26 @@ def stats_rebuild_command() -> None:
                f"{counts['counters']} 个计数，{counts['indicators']} 条指标")
 
 
+@main.group("search-keys")
+def search_keys_group() -> None:
+    """The upload log's exact search keys (core/search_keys.py)."""
+
+
+@search_keys_group.command("rebuild")
+def search_keys_rebuild_command() -> None:
+    """Recompute the exact search keys (ID numbers, phone, visit numbers...) from the upload ledger."""
+    from core import search_keys
+    from core.db import db
+
+    with _app().app_context(), db.engine.connect() as conn:
+        if not search_keys.has_tables(conn):
+            click.echo("数据库尚未初始化：请先运行 baosong init-db", err=True)
+            sys.exit(1)
+        keys = search_keys.rebuild(conn, commit=conn.commit)
+        conn.commit()
+    click.echo(f"已重建检索键：{keys} 个")
+
+
 @main.command("scheduler")
 def scheduler_command() -> None:
     """Run the scheduler (one acts; others wait as standby)."""

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core import clock
+from core import clock, search_keys
 from core.db import db
 
 
@@ -91,6 +91,20 @@ class Upload(db.Model):
     @property
     def status_label(self) -> str:
         return UploadStatus.LABELS.get(self.status, self.status)
+
+
+class UploadSearchKey(db.Model):
+    """An exact identifier of an upload (ID number, phone, visit or message id...) for the upload log's
+    search: one b-tree seek whatever the history. Kept by triggers on ``uploads`` (core.search_keys)."""
+
+    __tablename__ = "upload_search_keys"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    upload_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+
+search_keys.listen(db.metadata)
 
 
 class Attempt(db.Model):

@@ -10,6 +10,13 @@ A trigram index answers the same substring question from an index, in both datab
 ``install()`` is idempotent and runs when the admin starts; if it cannot (no FTS5, no right to create the
 extension), the search falls back to the plain scan. Substrings shorter than three characters cannot
 use a trigram index and fall back too.
+
+A whole identifier (an 18-digit ID number, a phone, visit or message id: ``core.search_keys.query_key``)
+is looked up first in ``upload_search_keys``, a b-tree of the identifiers of every upload: one seek,
+whatever the size of the ledger (digits are the commonest trigrams, so the trigram index intersects
+long posting lists for them). It finds the uploads that have that identifier, not those where it is
+part of a longer number; when no upload has it as a whole identifier (the admin typed part of one),
+the substring search below answers as before.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import logging
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+
+from core import search_keys
 
 log = logging.getLogger("baosong.web.search")
 FTS_TABLE = "uploads_search_fts"
@@ -62,6 +71,7 @@ def _install_sqlite(engine: Engine) -> bool | None:
     with engine.begin() as conn:
         if not conn.execute(sa.text("SELECT 1 FROM sqlite_master WHERE name='uploads'")).first():
             return None
+        search_keys.ensure(conn)
         triggers = {r[0] for r in conn.execute(sa.text(
             "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='uploads'"))}
         had_table = conn.execute(sa.text(f"SELECT 1 FROM sqlite_master WHERE name='{FTS_TABLE}'")).first()
@@ -77,6 +87,7 @@ def _install_postgres(engine: Engine) -> bool | None:
     with engine.begin() as conn:
         if not conn.execute(sa.text("SELECT to_regclass('uploads')")).scalar():
             return None
+        search_keys.ensure(conn)
         has_index = conn.execute(sa.text(
             "SELECT 1 FROM pg_indexes WHERE indexname = :name AND schemaname = current_schema()"),
             {"name": PG_INDEX}).first()
@@ -129,6 +140,9 @@ def condition(engine: Engine, text: str):
     """The WHERE clause for 'search_text contains ``text``' (case-insensitive), indexed when possible."""
     from core.models import Upload
 
+    exact = _exact_condition(engine, text)
+    if exact is not None:
+        return exact
     pattern, escape = _like_pattern(text)
     if len(text) >= 3 and usable(engine):
         if engine.dialect.name == "sqlite":
@@ -138,6 +152,26 @@ def condition(engine: Engine, text: str):
 
 
 MATCH_ID_CAP = 20_000  # up to this many matches the ids go to the query itself (see _sqlite_condition)
+
+
+def _exact_condition(engine: Engine, text: str):
+    """The uploads that have ``text`` as a whole identifier (one seek in upload_search_keys), or None
+    when it is not an identifier, no upload has it, or the table is not there (not migrated yet)."""
+    from core.models import Upload, UploadSearchKey
+
+    key = search_keys.query_key(text)
+    if key is None:
+        return None
+    query = sa.select(UploadSearchKey.upload_id).where(UploadSearchKey.key == key)
+    try:
+        with engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(query.limit(MATCH_ID_CAP + 1))]
+    except sa.exc.DBAPIError as exc:
+        log.warning("exact search keys not usable: %s", exc)
+        return None
+    if not ids:
+        return None
+    return Upload.id.in_(ids) if len(ids) <= MATCH_ID_CAP else Upload.id.in_(query)
 
 
 def _sqlite_condition(engine: Engine, text: str, pattern: str, escape: str | None):
