@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import Migrate
 
-from core import sqlite_writers
 from core.config import Config
 from core.db import db
 
@@ -29,15 +28,7 @@ def create_app(config: Config | None = None, *, name: str = "baosong") -> Flask:
     if config.database_url.startswith("sqlite"):
         with app.app_context():
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
-            path = _sqlite_file(config.database_url)
-            if path:
-                sqlite_writers.install(db.engine, path)
     return app
-
-
-def _sqlite_file(url: str) -> str | None:
-    database = sa.engine.make_url(url).database
-    return database if database and database != ":memory:" and not database.startswith("file:") else None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -51,10 +42,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
-        # Several processes (admin, workers, scheduler) share one SQLite file: writers take turns
-        # (core.sqlite_writers), and wait on SQLite's own lock too.
-        if _sqlite_file(url):
-            return {"connect_args": sqlite_writers.connect_args(_sqlite_file(url))}
+        # Several processes (admin, workers, scheduler) share one SQLite file: wait on locks.
         return {"connect_args": {"timeout": 30}}
     return {"pool_pre_ping": True}
 
