@@ -122,6 +122,8 @@ def _profile(app, ids: list[int]) -> None:
     profiler.enable()
     SimpleWorker(queues(), connection=connection()).work(burst=True, with_scheduler=False)
     profiler.disable()
+    if os.environ.get("BENCH_PROFILE_FILE"):
+        profiler.dump_stats(os.environ["BENCH_PROFILE_FILE"])
     print(f"\n-- profile of {len(ids)} uploads in one in-process worker (cumulative) --")
     stats = pstats.Stats(profiler).sort_stats("cumulative")
     stats.print_stats(45)
