@@ -49,7 +49,7 @@ class Regulator:
 
 @dataclass(frozen=True)
 class ReportType:
-    """A kind of upload a plugin owns, e.g. ``keydata.hospital_daily``."""
+    """A kind of upload a plugin owns, named ``<plugin>.<report>`` (e.g. ``myplugin.daily``)."""
 
     name: str
     title: str
@@ -67,7 +67,7 @@ class ReportType:
     # ``core.ordering.reverse_and_resend`` uses it (reverse first, then re-send, in that order).
     reversal: str | None = None
     # A slot (aware, in ``timezone``) that carries another period's final figures and so is never dropped
-    # by a "latest" catch-up (e.g. keydata's 00:00 run: the previous day's full-day figures).
+    # by a "latest" catch-up (e.g. a 00:00 run that sends the previous day's full-day figures).
     must_run_slot: Callable[[datetime], bool] | None = None
 
 
@@ -192,7 +192,7 @@ class OutboundRequest:
     plaintext: str = ""  # the payload before encryption, recorded in the ledger
     secret_headers: frozenset[str] = frozenset()  # header names masked in the ledger
     # What this request does at the regulator, as the plugin's strategy chose it (e.g. "new"/"update" for a
-    # keydata dataFlag 1/2); recorded on the attempt (AttemptRecord.operation_sent). None: the upload's.
+    # regulator's insert/update flag); recorded on the attempt (AttemptRecord.operation_sent). None: the upload's.
     operation: str | None = None
 
 
@@ -219,7 +219,7 @@ class Outcome:
     code: str | None = None
     message: str = ""
     # Merged into the upload's result whatever the kind (e.g. {"appy_no": "..."}, or strategy state such as
-    # {"keydata_flag_next": 1}); read back as UploadContext.result.
+    # {"flag_next": 1}); read back as UploadContext.result.
     result: dict[str, Any] = field(default_factory=dict)
     search_keys: list[str] = field(default_factory=list)
     # Ask for another attempt right away (e.g. an update answered "not found" -> send it as new): recorded as

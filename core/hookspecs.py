@@ -5,7 +5,7 @@ through the ``baosong.plugins`` entry-point group::
 
     # pyproject.toml of a plugin package
     [project.entry-points."baosong.plugins"]
-    weekly = "weekly_report.plugin"
+    myreport = "my_report.plugin"
 
 The core asks only the plugin that declared a report type for that report type's hooks, so a plugin
 never has to check whose upload it is handed. The upload pipeline (``core.pipeline``) calls, for each
@@ -109,8 +109,8 @@ def build_payload(upload: UploadContext) -> Payload:
     """Turn the upload's frozen ``rows`` into the plaintext to send.
 
     Called on every attempt. ``upload.resend`` is True when an earlier attempt may have reached the
-    regulator: use the regulator's idempotency means (keydata: dataFlag 2; Shangrao: the same msgid,
-    which is ``upload.idempotency_key``). ``Payload.records`` are validated by the core against the
+    regulator: use the regulator's idempotency means (an "update" flag instead of "new", or the same
+    message id, which is ``upload.idempotency_key``). ``Payload.records`` are validated by the core against the
     report type's ``schema`` before anything is signed; a failing record stops the attempt as a
     rejection naming the field. May raise ``core.errors.RejectUpload`` to refuse with a reason.
     """

@@ -1,6 +1,6 @@
 """配置管理 › 代码对照 (科室字典映射 and any other dictionary): a hospital's local codes mapped to a regulator's
 national dictionary, for every dictionary a plugin declares with a local mapping (hook
-``register_dictionaries``, ``CodeDictionary.mapping``); keydata's CT08.00.002 is one. Nothing here knows
+``register_dictionaries``, ``CodeDictionary.mapping``), e.g. a national department dictionary. Nothing here knows
 a plugin: the rows, the stored mappings and the coverage figures come through the plugin's ``LocalMapping``.
 
 One page per dictionary lists every local code the hospital uses (``local_codes()``) with its mapping:

@@ -100,7 +100,7 @@ def create():
     return render_template("user_password_shown.html", username=username, password=password)
 
 
-OPTER_TYPES = {"1": "经办人", "2": "自助终端", "3": "移动终端"}  # envelope opter_type (twopath 1.1 #11)
+OPTER_TYPES = {"1": "经办人", "2": "自助终端", "3": "移动终端"}  # a medical-insurance envelope's opter_type
 
 
 def identity_problem(form) -> str | None:
