@@ -328,6 +328,14 @@ class ProbeResult:
     # documented no-op call); the admin shows it as "未检测" rather than as a failure.
     conclusive: bool = True
 
+    @classmethod
+    def local_checks_only(cls, why: str, steps: list[ProbeStep], passed: bool) -> ProbeResult:
+        """For a regulator whose documents define no harmless call: nothing was sent; ``why`` says so and
+        ``steps`` are the checks made here (settings, keys)."""
+        steps = [*steps, ProbeStep("协议级测试", False, "文档未定义无副作用的测试接口，未发送")]
+        local = "本地检查通过" if passed else "本地检查未通过（见检查项）"
+        return cls(False, f"{why}。{local}", steps=tuple(steps), conclusive=False)
+
 
 @dataclass(frozen=True)
 class LocalCode:

@@ -220,7 +220,8 @@ def test_connection(regulator: Regulator, settings: Settings) -> ProbeResult | N
 
     Only the plugin that declared ``regulator`` is asked. Return a ``ProbeResult``: ``ok``, a Chinese
     ``message`` (never a secret), and what was learnt (URL, HTTP status, time, ``steps``). When the
-    documents give no no-op call, say so with ``conclusive=False`` instead of pretending. Exceptions are
+    documents give no no-op call, say so with ``conclusive=False`` instead of pretending
+    (``ProbeResult.local_checks_only(why, steps, passed)`` after checking settings and keys locally). Exceptions are
     shown as a failed probe.
 
     Example::

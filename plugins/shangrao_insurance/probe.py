@@ -50,6 +50,4 @@ def run(settings: Settings) -> ProbeResult:
             steps.append(ProbeStep("SM2 加密自检", False, f"监管平台 SM2 公钥或加密设置有误：{exc}"))
     else:
         steps.append(ProbeStep("SM2 加密自检", False, "未设置监管平台 SM2 公钥"))
-    steps.append(ProbeStep("协议级测试", False, "文档未定义无副作用的测试接口，未发送"))
-    local = "本地检查通过" if not problems and crypto_ok else "本地检查未通过（见检查项）"
-    return ProbeResult(False, f"{NOT_DEFINED}。{local}", steps=tuple(steps), conclusive=False)
+    return ProbeResult.local_checks_only(NOT_DEFINED, steps, passed=bool(not problems and crypto_ok))
