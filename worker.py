@@ -96,14 +96,15 @@ def main(burst: bool = False, worker_class: str = "simple") -> int:
             if _stop_signalled:
                 return 0
             worker = worker_type(queues(), connection=connection())
-            worker.work(burst=burst, with_scheduler=False)
-            if burst or stop_requested(worker):
+            try:
+                worker.work(burst=burst, with_scheduler=False)
+            finally:
+                _install_stop_handlers()  # RQ's handlers stay behind after its loop; ours take over again
+            if burst or stop_requested(worker) or _stop_signalled:
                 return 0
-            _install_stop_handlers()  # RQ's handlers stay behind after its loop; ours watch the wait
             log.warning("the RQ loop ended without a stop request; restarting in %.0f s", backoff)
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
             log.warning("Redis unreachable (%s); reconnecting in %.0f s", exc, backoff)
-        _install_stop_handlers()
         _wait(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

@@ -105,8 +105,9 @@ def numeric_fields(report_type: str) -> list[tuple[str, str, str]]:
 
 # -- writing -------------------------------------------------------------------------------------------
 
-def _insert(table: sa.Table):
-    if db.session.get_bind().dialect.name == "postgresql":
+def _insert(table: sa.Table, dialect: str | None = None):
+    """The dialect's INSERT (for ON CONFLICT): of the session's database unless ``dialect`` is given."""
+    if (dialect or db.session.get_bind().dialect.name) == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
@@ -127,12 +128,8 @@ def add_counters(deltas: dict[tuple[str, date, str], int]) -> None:
 
 @functools.cache
 def _counter_upsert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     table = StatCounter.__table__
-    stmt = insert(table)
+    stmt = _insert(table, dialect)
     new = stmt.excluded.value
     return stmt.on_conflict_do_update(
         index_elements=[table.c.report_type, table.c.day, table.c.metric],

@@ -325,12 +325,6 @@ def test_init_db_adopts_the_built_in_plugins_tables_of_a_database_made_before_th
         assert compare_metadata(context, db.metadata) == []
 
 
-def test_the_core_migrations_create_no_plugin_table():
-    core_history = "\n".join(p.read_text("utf-8") for p in (ROOT / "core" / "migrations" / "versions").glob("*.py"))
-    for prefix in ("keydata_", "twopath_", "shangrao", "ihs_", "weekly_"):
-        assert f"'{prefix}" not in core_history and f'"{prefix}' not in core_history, prefix
-
-
 def test_the_admins_commands_reach_baosong_through_the_hook_like_any_plugins():
     import subprocess
     import sys
