@@ -11,7 +11,7 @@ from core.deptmatch import Matcher, normalize, stem
 from plugins.keydata.spec import dictionary_entries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_deptmatch import FRESH, INDEPENDENT, evaluate, load_cases  # noqa: E402
+from bench_deptmatch import FRESH, INDEPENDENT, UNSEEN, evaluate, load_cases  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_quality_on_the_evaluation_set(matcher):
 
 def test_expected_codes_exist_in_ct08():
     codes = {e["code"] for e in list(dictionary_entries())}
-    for path in (None, INDEPENDENT, FRESH):
+    for path in (None, INDEPENDENT, FRESH, UNSEEN):
         cases = load_cases(path) if path else load_cases()
         assert all(set(expected.split("|")) <= codes for _name, expected in cases)
 
@@ -95,6 +95,19 @@ def test_quality_on_independently_written_names(matcher):
         assert result["top1"] >= 0.92 and result["top3"] >= 0.97, (path.name, result["misses"])
 
 
+def test_names_kept_out_of_tuning_never_get_an_empty_list_and_do_not_regress(matcher):
+    """tests/data/department_names_unseen.csv was written without the alias and keyword tables and is kept
+    out of tuning. Measured when added: top-1 0.796, top-3 0.850 (96 of 113) -- below the issue's 0.92 / 0.97 target,
+    which the tuned sets above meet. These floors only guard against regressions."""
+    cases = load_cases(UNSEEN)
+    assert len(cases) >= 100
+    seen = {name for path in (None, INDEPENDENT, FRESH) for name, _ in (load_cases(path) if path else load_cases())}
+    assert not seen & {name for name, _ in cases}
+    result = evaluate(matcher, cases)
+    assert result["empty"] == 0
+    assert result["top1"] >= 0.79 and result["top3"] >= 0.84, result["misses"]
+
+
 @pytest.mark.parametrize("name", ["工会", "纪检监察室", "EMG室", "高压氧舱", "某某某", "XYZ"])
 def test_never_an_empty_list(matcher, name):
     found = matcher.suggest(name, 3)
@@ -103,7 +116,7 @@ def test_never_an_empty_list(matcher, name):
 
 def test_unplaceable_names_fall_back_to_catch_all_codes_with_a_low_score(matcher):
     admin = matcher.suggest("宣传统战部", 3)
-    assert admin[0].code == "D99" and admin[0].score < 0.5 or admin[0].code == "D99"
+    assert admin[0].code == "D99"
     nonsense = matcher.suggest("某某某", 3)
     assert nonsense[0].code in ("A69", "D99") and nonsense[0].score < 0.5 and "人工确认" in nonsense[0].reason
 
