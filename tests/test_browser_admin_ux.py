@@ -83,3 +83,30 @@ def test_going_back_to_the_plugin_mapping_is_confirmed_and_says_what_it_did(app,
     assert asked and "恢复插件默认映射" in asked[0]
     assert "已恢复插件默认映射" in page.locator(".flash").first.inner_text()
     assert page.locator("#current-version").inner_text() == "v2"
+
+
+def test_stopping_automatic_retries_is_confirmed_a_refusal_changes_nothing_and_the_result_says_what_next(app, page):
+    from core import settings
+
+    log_in(page, "oleg", "operator")
+    page.goto(page.base + "/retries/")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#auto-retry-switch")
+    page.wait_for_timeout(300)
+    assert asked and "停止所有自动重试" in asked[0]
+    db.session.expire_all()
+    assert settings.flag("auto_retry_stopped") != "1"  # refused: nothing was sent
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#auto-retry-switch")
+    page.wait_for_load_state("networkidle")
+    db.session.expire_all()
+    assert settings.flag("auto_retry_stopped") == "1"
+    assert "恢复自动重试" in page.locator(".flash").first.inner_text()
+    asked.clear()
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.click("#auto-retry-switch")  # resuming is not destructive: no question
+    page.wait_for_load_state("networkidle")
+    db.session.expire_all()
+    assert settings.flag("auto_retry_stopped") == "0" and not asked

@@ -146,3 +146,23 @@ def test_update_and_withdraw_are_not_offered_for_an_upload_that_never_landed(app
     upload.status = UploadStatus.SUCCEEDED
     actions = {a.name: a for a in plugin.upload_actions(upload)}
     assert not actions["resend"].unavailable and not actions["withdraw"].unavailable
+
+
+def test_the_detail_page_shows_update_and_withdraw_disabled_and_refuses_them_before_the_upload_landed(app):
+    from core.db import db
+    from core.models import Upload, UploadStatus
+
+    upload = Upload(report_type="keydata.hospital_daily", business_key="2025/02/17 07:59:59",
+                    period="2025/02/17 07:59:59", status=UploadStatus.FAILED, idempotency_key="y",
+                    search_text="", rows=[{"visits": 1}])
+    db.session.add(upload)
+    db.session.commit()
+    operator = login(app, "operator")
+    page = operator.get(f"/uploads/{upload.id}").get_data(as_text=True)
+    for label in ("更新重发（dataFlag=2）", "撤回（dataFlag=3）"):
+        button = re.search(rf"<button[^>]*>{re.escape(label)}</button>", page)
+        assert button and "disabled" in button.group(0) and "请用「重试」发送" in button.group(0), label
+    before = db.session.execute(db.select(db.func.count(Upload.id))).scalar_one()
+    answer = operator.post(f"/uploads/{upload.id}/actions/resend", follow_redirects=True)
+    assert "平台尚未确认接收" in answer.get_data(as_text=True)
+    assert db.session.execute(db.select(db.func.count(Upload.id))).scalar_one() == before

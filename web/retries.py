@@ -241,5 +241,6 @@ def auto_switch():
     audit.record("retry.auto_stop", "auto_retry_stopped", before={"stopped": before == "1"},
                  after={"stopped": stop_it})
     db.session.commit()
-    flash("已停止自动重试" if stop_it else "已恢复自动重试", "ok")
+    flash("已停止自动重试：失败的上报不再自动重发，手动重试仍可用；需要时点「恢复自动重试」" if stop_it
+          else "已恢复自动重试：失败的上报将按间隔自动重发", "ok")
     return redirect(safe_back(request.form.get("back"), url_for("retries.index")))
