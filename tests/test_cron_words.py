@@ -42,3 +42,21 @@ def test_ages_older_than_a_week_show_the_date_with_its_year(app):
         text = ago(old)
         assert "394 天前" in text and str((clock.local_now() - timedelta(days=394)).year) in text
         assert ago(clock.utc_naive(clock.now() - timedelta(minutes=5))) == "5 分钟前"
+
+
+def test_the_dashboard_and_the_task_list_show_each_schedule_in_words_beside_its_expression(app):
+    import html
+
+    from test_web_support import login
+
+    from core.db import db
+    from core.models import Task
+
+    tasks = [t for t in db.session.execute(db.select(Task)).scalars() if t.cron]
+    assert tasks
+    operator = login(app, "operator")
+    dashboard = html.unescape(operator.get("/dashboard/panel", headers={"HX-Request": "true"}).get_data(as_text=True))
+    listing = html.unescape(operator.get("/tasks/").get_data(as_text=True))
+    for task in tasks:
+        shown = f'{describe(task.cron)} <code class="muted">{task.cron}</code>'
+        assert describe(task.cron) and shown in dashboard and shown in listing, task.cron
