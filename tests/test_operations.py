@@ -201,6 +201,24 @@ def test_settings_round_trip_and_secrets_only_from_stdin_or_a_file(echo, tmp_pat
     assert audit and all("SECRET" not in json.dumps(a.after, ensure_ascii=False) for a in audit)
 
 
+def test_the_cli_reads_values_as_the_admin_form_does(echo, app, tmp_path):
+    admin = login(app, "admin")
+    assert admin.post("/config/regulators/echo", {"timeout": " 9 "}).status_code == 302
+    db.session.expire_all()
+    from_form = settings.regulator_settings("echo").get("timeout")
+
+    padded = tmp_path / "padded.json"
+    padded.write_text(json.dumps({"regulators": {"echo": {"timeout": " 11\n", "token": ""}}}))
+    assert invoke("import", str(padded)).exit_code == 0
+    values = settings.regulator_settings("echo")
+    assert (from_form, values.get("timeout")) == ("9", "11")  # surrounding spaces dropped by both
+    assert values.get("token") == echo.token  # an empty secret leaves the stored one, as in the form
+
+    empty = invoke("set", "echo", "token", "--stdin", input="\n")
+    assert empty.exit_code != 0 and "为空：未修改" in empty.output and "settings unset echo token" in empty.output
+    assert settings.regulator_settings("echo").get("token") == echo.token
+
+
 def test_an_invalid_import_stores_nothing_and_names_every_problem(echo, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"platform": {"retry_max": "99", "retry_interval_minutes": "10"},
