@@ -87,6 +87,40 @@ def test_metrics_match_the_ledger_after_a_small_run(echo, work, monkeypatch):
     assert scrape(echo_client, Authorization="Bearer metrics-token-123")["baosong_retry_backlog"][()] == 1
 
 
+def test_metrics_show_the_leader_the_tick_a_live_worker_and_the_oldest_waiting_ages(echo, redis_conn):
+    from rq import Worker
+
+    from core.health import LAST_TICK_KEY, record_tick
+    from core.queue import queues
+    from core.scheduler_process import LEADER_KEY, acquire_leadership
+
+    now = clock.now()
+    for n, (status, minutes) in enumerate(((UploadStatus.PENDING, 10), (UploadStatus.PENDING, 2),
+                                           (UploadStatus.RETRY_WAIT, 30))):
+        db.session.add(Upload(report_type="echo.hourly", business_key=f"bk-{n}", period=f"p{n}", status=status,
+                              idempotency_key=f"k{n}", created_at=clock.utc_naive(now - timedelta(minutes=minutes))))
+    db.session.commit()
+    assert acquire_leadership(redis_conn, "sched-host:1")
+    record_tick(redis_conn)
+    worker = Worker(queues(), connection=redis_conn, name="metrics-worker")
+    worker.register_birth()
+    worker.heartbeat()
+
+    samples = scrape(current_app.test_client())
+    assert samples["baosong_oldest_pending_age_seconds"][()] == pytest.approx(600, abs=30)
+    assert samples["baosong_oldest_retry_age_seconds"][()] == pytest.approx(1800, abs=30)
+    assert samples["baosong_retry_backlog"][()] == 1
+    assert samples["baosong_scheduler_leader"][()] == 1
+    assert 0 <= samples["baosong_scheduler_last_tick_age_seconds"][()] < 30
+    assert samples["baosong_workers_alive"][()] == 1
+
+    worker.register_death()
+    redis_conn.delete(LEADER_KEY, LAST_TICK_KEY)
+    samples = scrape(current_app.test_client())
+    assert samples["baosong_workers_alive"][()] == 0 and samples["baosong_scheduler_leader"][()] == 0
+    assert samples["baosong_scheduler_last_tick_age_seconds"][()] == -1
+
+
 # --- retention -------------------------------------------------------------------------------
 
 def _sent_uploads(echo, work) -> list[Upload]:
