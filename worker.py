@@ -116,7 +116,8 @@ def stop_requested(worker) -> bool:
 
 if __name__ == "__main__":
     _install_stop_handlers()  # before the slow imports: a stop request during start-up ends it with 0
-    from core.cli import _setup_logging
+    from core.cli import _setup_logging, exit_unless_production_ready
 
     _setup_logging()
+    exit_unless_production_ready()  # the same refusal as ``baosong worker`` (BAOSONG_ENV=production)
     sys.exit(main(burst="--burst" in sys.argv, worker_class="fork" if "--fork" in sys.argv else "simple"))

@@ -15,12 +15,18 @@ _PREFIX = "enc:"
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The at-rest key: ``BAOSONG_SECRET_KEY`` from the environment, else the instance file (made once)."""
+    """The at-rest key: ``BAOSONG_SECRET_KEY`` from the environment, else the instance file (made once,
+    except in production mode: a new key there could not open the secrets the other hosts sealed)."""
+    from core.config import is_production
+
     env = os.environ.get("BAOSONG_SECRET_KEY")
     if env:
         return env.encode()
     if path.exists():
         return path.read_bytes().strip()
+    if is_production():
+        raise ConfigurationError(f"生产模式下不会自动生成密钥：密钥文件 {path} 不存在。请设置 BAOSONG_SECRET_KEY_FILE "
+                                 "指向所有主机共用的密钥文件（新装时用 baosong new-secret-key 生成）")
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,7 +1,8 @@
 """``baosong settings show|set|unset|import|export``: regulator settings and platform flags from the
 command line, for an ops person scripting a deployment.
 
-Validation is core.settings' (the admin form uses the same functions). Secrets are read only from
+Validation is core.settings' (the admin form uses the same functions) and values are read as the form
+reads them: surrounding spaces dropped, an empty secret leaves the stored one. Secrets are read only from
 standard input or a file — never from the command line (shell history, ``ps``) — and never printed;
 ``export`` leaves them out unless ``--with-secrets``, which writes only to a file created with mode
 0600. Every change is audited with the actor ``cli:<login>``.
@@ -118,7 +119,9 @@ def apply_document(document: dict) -> list[str]:
             except ConfigurationError as exc:
                 errors.append(str(exc))
                 continue
-            value = "" if value is None else str(value)
+            value = "" if value is None else str(value).strip()  # as the admin form reads its fields
+            if field.secret and not value:
+                continue  # as in the admin form: an empty secret leaves the stored one (``unset`` clears it)
             problem = settings.setting_problem(field, value)
             if problem:
                 errors.append(f"{reg_name}.{problem}")
@@ -203,6 +206,8 @@ def set_command(target: str, key: str, value: str | None, from_file: str | None,
             if not (from_file or from_stdin or secret):
                 raise click.ClickException("缺少 VALUE（或用 --stdin / --from-file）")
             value = _read_secret(from_file)
+        if secret and not value.strip():
+            raise click.ClickException(f"{key} 为空：未修改（清除密钥请用 baosong settings unset {target} {key}）")
         if target == PLATFORM:
             document = {"platform": {key: value}}
         else:

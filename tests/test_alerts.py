@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from test_web_support import login
 
 from core import alerts, clock
@@ -285,6 +285,46 @@ def test_platform_rules_backlog_no_worker_no_scheduler(echo, robots, redis_conn)
     acquire_leadership(redis_conn, "host:1")
     [resolved] = alerts.evaluate()
     assert resolved.kind == "resolved" and "调度进程无主控" in resolved.title
+
+
+@pytest.fixture
+def broken_crypto(monkeypatch):
+    """SM3 giving a wrong answer (a broken library build), as the self-test would find it in a process."""
+    from core import health
+
+    monkeypatch.setattr("core.crypto.sm3.sm3_hex", lambda data: "00" * 32)
+    health._self_test_result.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    health._self_test_result.cache_clear()
+
+
+def test_a_failing_crypto_self_test_makes_readyz_503_and_fires_its_rule_once(echo, robots, redis_conn, broken_crypto):
+    from core import health
+
+    wecom = AlertChannel(name="群", kind="wecom", config={"msgtype": "markdown"})
+    alerts.set_channel_secrets(wecom, {"webhook": f"{robots.url}/cgi-bin/webhook/send?key=k"})
+    db.session.add_all([wecom, AlertRule(kind="crypto_selftest", window_minutes=60)])
+    db.session.commit()
+
+    ready = current_app.test_client().get("/readyz")
+    assert ready.status_code == 503
+    crypto = ready.get_json()["checks"]["crypto"]
+    assert crypto["ok"] is False and crypto["detail"].startswith("加密自检失败") and "SM3" in crypto["detail"]
+
+    [fired] = alerts.evaluate()
+    assert fired.kind == "firing" and fired.title == "【报送告警】加密自检失败"
+    assert "加密自检失败" in fired.text and "SM3" in fired.text
+    assert alerts.evaluate() == []  # still failing: not sent again within the window
+
+    broken_crypto.undo()  # the library repaired (a new process runs the self-test again)
+    health._self_test_result.cache_clear()
+    assert current_app.test_client().get("/readyz").get_json()["checks"]["crypto"]["ok"] is True
+    [resolved] = alerts.evaluate()
+    assert resolved.kind == "resolved" and resolved.title == "【报送恢复】加密自检失败"
+    assert alerts.evaluate() == []
+    assert [r["json"]["markdown"]["content"].splitlines()[0] for r in robots.received] == [
+        "**【报送告警】加密自检失败**", "**【报送恢复】加密自检失败**"]
 
 
 def test_failed_slots_and_a_slot_not_delivered_by_its_deadline(echo, robots, work):

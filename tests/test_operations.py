@@ -87,6 +87,40 @@ def test_metrics_match_the_ledger_after_a_small_run(echo, work, monkeypatch):
     assert scrape(echo_client, Authorization="Bearer metrics-token-123")["baosong_retry_backlog"][()] == 1
 
 
+def test_metrics_show_the_leader_the_tick_a_live_worker_and_the_oldest_waiting_ages(echo, redis_conn):
+    from rq import Worker
+
+    from core.health import LAST_TICK_KEY, record_tick
+    from core.queue import queues
+    from core.scheduler_process import LEADER_KEY, acquire_leadership
+
+    now = clock.now()
+    for n, (status, minutes) in enumerate(((UploadStatus.PENDING, 10), (UploadStatus.PENDING, 2),
+                                           (UploadStatus.RETRY_WAIT, 30))):
+        db.session.add(Upload(report_type="echo.hourly", business_key=f"bk-{n}", period=f"p{n}", status=status,
+                              idempotency_key=f"k{n}", created_at=clock.utc_naive(now - timedelta(minutes=minutes))))
+    db.session.commit()
+    assert acquire_leadership(redis_conn, "sched-host:1")
+    record_tick(redis_conn)
+    worker = Worker(queues(), connection=redis_conn, name="metrics-worker")
+    worker.register_birth()
+    worker.heartbeat()
+
+    samples = scrape(current_app.test_client())
+    assert samples["baosong_oldest_pending_age_seconds"][()] == pytest.approx(600, abs=30)
+    assert samples["baosong_oldest_retry_age_seconds"][()] == pytest.approx(1800, abs=30)
+    assert samples["baosong_retry_backlog"][()] == 1
+    assert samples["baosong_scheduler_leader"][()] == 1
+    assert 0 <= samples["baosong_scheduler_last_tick_age_seconds"][()] < 30
+    assert samples["baosong_workers_alive"][()] == 1
+
+    worker.register_death()
+    redis_conn.delete(LEADER_KEY, LAST_TICK_KEY)
+    samples = scrape(current_app.test_client())
+    assert samples["baosong_workers_alive"][()] == 0 and samples["baosong_scheduler_leader"][()] == 0
+    assert samples["baosong_scheduler_last_tick_age_seconds"][()] == -1
+
+
 # --- retention -------------------------------------------------------------------------------
 
 def _sent_uploads(echo, work) -> list[Upload]:
@@ -199,6 +233,24 @@ def test_settings_round_trip_and_secrets_only_from_stdin_or_a_file(echo, tmp_pat
 
     audit = db.session.execute(sa.select(AuditLog).where(AuditLog.actor.like("cli:%"))).scalars().all()
     assert audit and all("SECRET" not in json.dumps(a.after, ensure_ascii=False) for a in audit)
+
+
+def test_the_cli_reads_values_as_the_admin_form_does(echo, app, tmp_path):
+    admin = login(app, "admin")
+    assert admin.post("/config/regulators/echo", {"timeout": " 9 "}).status_code == 302
+    db.session.expire_all()
+    from_form = settings.regulator_settings("echo").get("timeout")
+
+    padded = tmp_path / "padded.json"
+    padded.write_text(json.dumps({"regulators": {"echo": {"timeout": " 11\n", "token": ""}}}))
+    assert invoke("import", str(padded)).exit_code == 0
+    values = settings.regulator_settings("echo")
+    assert (from_form, values.get("timeout")) == ("9", "11")  # surrounding spaces dropped by both
+    assert values.get("token") == echo.token  # an empty secret leaves the stored one, as in the form
+
+    empty = invoke("set", "echo", "token", "--stdin", input="\n")
+    assert empty.exit_code != 0 and "为空：未修改" in empty.output and "settings unset echo token" in empty.output
+    assert settings.regulator_settings("echo").get("token") == echo.token
 
 
 def test_an_invalid_import_stores_nothing_and_names_every_problem(echo, tmp_path):

@@ -85,6 +85,29 @@ def test_a_complete_production_environment_has_no_problems_and_development_is_un
     assert done.returncode == 0, done.stderr  # development keeps the embedded defaults
 
 
+def test_python_worker_py_refuses_in_production_like_baosong_worker(tmp_path):
+    env = production_env(tmp_path, DATABASE_URL=None)
+    done = subprocess.run([sys.executable, "worker.py", "--burst"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 78, done.stderr
+    assert "拒绝启动（BAOSONG_ENV=production）" in done.stderr and "请设置 DATABASE_URL=" in done.stderr
+    assert not (tmp_path / "instance" / "baosong.db").exists()
+
+
+def test_production_mode_never_generates_a_secret_key(tmp_path, monkeypatch):
+    from core.errors import ConfigurationError
+    from core.secrets import load_or_create_key
+
+    monkeypatch.delenv("BAOSONG_SECRET_KEY", raising=False)
+    monkeypatch.setenv("BAOSONG_ENV", "production")
+    missing = tmp_path / "gone.key"  # e.g. removed after the process passed its start-up check
+    with pytest.raises(ConfigurationError, match="不会自动生成密钥.*gone.key 不存在"):
+        load_or_create_key(missing)
+    assert not missing.exists()
+    monkeypatch.delenv("BAOSONG_ENV")
+    assert load_or_create_key(missing) and missing.stat().st_mode & 0o777 == 0o600  # development makes one
+
+
 def test_new_secret_key_is_written_0600_and_never_overwritten(tmp_path):
     path = tmp_path / "secret.key"
     done = subprocess.run([*BAOSONG, "new-secret-key", str(path)], cwd=ROOT, capture_output=True, text=True,
