@@ -101,7 +101,7 @@ def test_only_a_doctor_approves_and_the_approval_and_sheet_carry_their_identity(
     identify("wang")
     filing_id = draft_for(operator, patient)
     page = operator.post(f"/twopath/filings/{filing_id}/approve", follow_redirects=True).get_data(as_text=True)
-    assert "只有开通了医生权限的用户可以审核" in page
+    assert "只有开通了医生权限的用户可以审核" in page and "在「医生权限」页面开通" in page  # where it is granted
     assert db.session.get(Filing, filing_id).status == FilingStatus.DRAFT
 
     admin = login(app, "admin")

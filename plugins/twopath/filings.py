@@ -125,7 +125,7 @@ def approve_as(filing: Filing, user: Any) -> None:
     """Approval by a Baosong user: only a user an admin granted the doctor permission (6.7) may approve,
     and the approval carries that doctor's HIS 工号, national doctor code and name."""
     if not getattr(user, "doctor_code", ""):
-        raise FilingError("只有开通了医生权限的用户可以审核申请单（请管理员在「用户」页面开通）")
+        raise FilingError("只有开通了医生权限的用户可以审核申请单（请管理员在「医生权限」页面开通）")
     doctor_code = user.doctor_insu_code or user.doctor_code
     doctor_approve(filing, doctor_code, user.doctor_name, actor=user.username, his_code=user.doctor_code)
 
