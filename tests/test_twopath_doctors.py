@@ -25,7 +25,8 @@ def his_platform(tp_registry, app, serve, his):  # noqa: F811
     from plugins.twopath.models import Drug, Institution
 
     client_settings, config = sandbox.demo_config("")
-    config.update(review_delay_seconds=60, sign_ttl_seconds=3600, reject_every=0, his_database_url=his)
+    assert config["his_database_url"] == his  # as make demo wires it: the platform knows the HIS's people
+    config.update(review_delay_seconds=60, sign_ttl_seconds=3600, reject_every=0)
     url = serve(sandbox.make_app(config))
     _configure(client_settings["twopath"], base_url=url)
     db.session.add(Drug(code="XL01XC03", name="曲妥珠单抗注射液"))
