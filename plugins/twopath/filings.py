@@ -64,6 +64,8 @@ def update_filing(filing: Filing, values: dict[str, Any], *, actor: str) -> None
     if filing.status not in S.EDITABLE:
         raise FilingError(f"状态为「{filing.status_label}」的申请单不能修改")
     _apply_values(filing, values, client._settings())
+    # The sheet shows what the doctor approved: an edit voids it until a doctor approves again.
+    filing.sheet, filing.sheet_generated_at = None, None
     note = "修改申请单" + ("（需医生重新审核）" if filing.status != S.DRAFT else "")
     _event(filing, S.DRAFT, actor=actor, source="user", note=note)
     db.session.commit()
