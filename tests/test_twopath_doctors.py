@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from core.db import db
-from tests.test_twopath import Platform, _configure, tp_registry  # noqa: F401
+from tests.test_twopath import Platform, _configure, new_filing, platform, submit_now, tp_registry  # noqa: F401
 from tests.test_twopath_web import identify
 from tests.test_web_support import login
 
@@ -25,7 +25,8 @@ def his_platform(tp_registry, app, serve, his):  # noqa: F811
     from plugins.twopath.models import Drug, Institution
 
     client_settings, config = sandbox.demo_config("")
-    config.update(review_delay_seconds=60, sign_ttl_seconds=3600, reject_every=0, his_database_url=his)
+    assert config["his_database_url"] == his  # as make demo wires it: the platform knows the HIS's people
+    config.update(review_delay_seconds=60, sign_ttl_seconds=3600, reject_every=0)
     url = serve(sandbox.make_app(config))
     _configure(client_settings["twopath"], base_url=url)
     db.session.add(Drug(code="XL01XC03", name="曲妥珠单抗注射液"))
@@ -101,7 +102,7 @@ def test_only_a_doctor_approves_and_the_approval_and_sheet_carry_their_identity(
     identify("wang")
     filing_id = draft_for(operator, patient)
     page = operator.post(f"/twopath/filings/{filing_id}/approve", follow_redirects=True).get_data(as_text=True)
-    assert "只有开通了医生权限的用户可以审核" in page
+    assert "只有开通了医生权限的用户可以审核" in page and "在「医生权限」页面开通" in page  # where it is granted
     assert db.session.get(Filing, filing_id).status == FilingStatus.DRAFT
 
     admin = login(app, "admin")
@@ -130,6 +131,27 @@ def test_only_a_doctor_approves_and_the_approval_and_sheet_carry_their_identity(
     assert doctor["name"] in cells["审核医生"] and cells["有效期"] == "2025-02-10 至 2026-02-09"
     assert cells["诊断依据"] == "病理确诊"
     assert "下载申请表" in zhou.get(f"/twopath/filings/{filing_id}").get_data(as_text=True)
+
+
+def test_editing_a_rejected_filing_voids_its_sheet_until_a_doctor_approves_again(platform, app):  # noqa: F811
+    from plugins.twopath import filings
+    from plugins.twopath.models import Filing, FilingStatus
+
+    filing = new_filing("twopath", 0)
+    assert filing.sheet
+    platform.faults(reject_field="cond_abst")
+    submit_now(filing)
+    filing = db.session.get(Filing, filing.id)
+    assert filing.status == FilingStatus.SUBMIT_REJECTED
+    filings.update_filing(filing, {"cond_abst": "病理确诊，HER2阳性(3+)"}, actor="wang")
+    assert filing.status == FilingStatus.DRAFT and filing.sheet is None
+    web = login(app, "operator", "wang")
+    assert web.get(f"/twopath/filings/{filing.id}/sheet").status_code == 404
+    assert "下载申请表" not in web.get(f"/twopath/filings/{filing.id}").get_data(as_text=True)
+    filings.doctor_approve(filing, "D1001", "周医生", actor="doctor")
+    cells = {row[0]: row[1] for row in load_workbook(io.BytesIO(filing.sheet)).active.iter_rows(min_row=2,
+                                                                                                 values_only=True)}
+    assert cells["诊断依据"] == "病理确诊，HER2阳性(3+)"
 
 
 def test_the_review_page_shows_his_visits_and_the_platforms_medication_records(his_platform, his, app):

@@ -154,3 +154,20 @@ def test_revoking_asks_for_confirmation_and_no_template_has_inline_handlers(plat
         text = path.read_text("utf-8")
         assert not re.search(r"\son[a-z]+=", text), path
         assert "|safe" not in text.replace("{{ chart|safe }}", ""), path
+
+
+def test_revoking_from_the_upload_page_uses_the_users_operator_identity(platform, app):  # noqa: F811
+    filing = new_filing("twopath", 0)
+    submitted = submit_now(filing)
+    nobody = login(app, "operator", "nobody")
+    page = nobody.post(f"/uploads/{submitted.id}/actions/revoke", follow_redirects=True).get_data(as_text=True)
+    assert "没有医保经办人编号" in page  # not the login name as operator code
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Upload)
+                              .filter_by(report_type="twopath.2512")).scalar() == 0
+
+    web = login(app, "operator", "wang")
+    identify("wang", opter="1001", opter_name="王医生")
+    assert web.post(f"/uploads/{submitted.id}/actions/revoke").status_code == 302
+    revoke = db.session.execute(sa.select(Upload).filter_by(report_type="twopath.2512")).scalar_one()
+    assert (revoke.rows[0]["opter"], revoke.rows[0]["opter_name"], revoke.rows[0]["opter_type"]) == (
+        "1001", "王医生", "1")

@@ -140,6 +140,43 @@ def test_the_ladder_does_the_same_operations_whatever_the_scalar(monkeypatch):
     assert len(traces) == 1 and len(next(iter(traces))) == 2 * 256 + 1
 
 
+def test_secret_values_are_inverted_by_fermat_never_by_euclid(monkeypatch):
+    """pow(x, -1, m) is an extended Euclid whose step count follows x: in signing and decryption the
+    private key's 1 + d and the ladder's Z (which follows the nonce or d) are inverted by x^(m-2)."""
+    import builtins
+
+    from core.crypto import (
+        SM2Profile,
+        SM2SignProfile,
+        ec,
+        generate_sm2_keypair,
+        sm2,
+        sm2_decrypt,
+        sm2_encrypt,
+        sm2_sign,
+        sm2_verify,
+    )
+
+    private, public = generate_sm2_keypair()
+    profile = SM2Profile()
+    ciphertext = sm2_encrypt(b"5205", public, profile)
+    exponents: list[int] = []
+
+    def traced(base, exp, mod=None):
+        exponents.append(exp)
+        return builtins.pow(base, exp, mod)
+
+    monkeypatch.setattr(ec, "pow", traced, raising=False)
+    monkeypatch.setattr(sm2, "pow", traced, raising=False)
+    signature = sm2_sign(CANONICAL.encode("utf-8"), private, SM2SignProfile())
+    assert sm2_decrypt(ciphertext, private, profile) == b"5205"
+    assert exponents and -1 not in exponents, sorted(set(exponents))
+    monkeypatch.undo()
+    assert sm2_verify(CANONICAL.encode("utf-8"), signature, public, SM2SignProfile())
+    for x in (1, 2, 2**64 + 1, ec.N - 1, secrets.randbelow(ec.N - 1) + 1):
+        assert ec.inverse_secret(x, ec.N) * x % ec.N == 1 and ec.inverse_secret(x, ec.P) * x % ec.P == 1
+
+
 # --- 1309 and 5205: cited field tables, in the sandbox --------------------------------------------------------
 
 @pytest.mark.parametrize("infno", ["1309", "5205", "9002"])

@@ -9,14 +9,15 @@ for ``pysmx.SM2.kG``.
 Secret scalars (a private key d, a signing nonce k) go through ``mul_g_secret`` / ``mul_point_secret``:
 a Montgomery ladder over a fixed 257-bit scalar (k + n or k + 2n, chosen arithmetically), one addition
 and one doubling per bit whatever the bit, the operands selected by a masked swap instead of a branch,
-no table lookups indexed by secret digits and no early exit.  The fast comb/window methods above skip
-zero digits and stop at the scalar's length, so their timing follows the scalar: they are used for
-public scalars only (verification, and the ephemeral k of encryption, whose exposure would reveal one
-message rather than a key; see sm2.py).  What remains: CPython's big-int arithmetic itself is not
-constant time (a multiplication's cost depends slightly on operand size, and the exceptional branches
-of the addition formulas are reached only with probability ~2^-256), so this removes the large,
-scalar-dependent variations a remote or co-resident observer could measure, not cache-level leakage;
-keys needing that belong in an HSM or a C implementation.
+no table lookups indexed by secret digits and no early exit; the ladder's result and 1 + d in signing
+are inverted by Fermat (``inverse_secret``), not by the extended Euclid whose step count follows its
+input.  The fast comb/window methods above skip zero digits and stop at the scalar's length, so their
+timing follows the scalar: they are used for public scalars only (verification, and the ephemeral k
+of encryption, whose exposure would reveal one message rather than a key; see sm2.py).  What remains:
+CPython's big-int arithmetic itself is not constant time (a multiplication's cost depends slightly on
+operand size, and the exceptional branches of the addition formulas are reached only with probability
+~2^-256), so this removes the large, scalar-dependent variations a remote or co-resident observer could
+measure, not cache-level leakage; keys needing that belong in an HSM or a C implementation.
 """
 
 from __future__ import annotations
@@ -272,14 +273,31 @@ def _ladder(pt: Point, k: int) -> JPoint:
     return r0
 
 
+def inverse_secret(x: int, m: int) -> int:
+    """x^-1 modulo the prime m for a secret x (1 + d in signing, a ladder result's Z, which depends on
+    the scalar): Fermat's x^(m-2), whose squarings and multiplications follow the public exponent only.
+    ``pow(x, -1, m)`` is an extended Euclid whose number of steps follows x (on the build machine 3 us for
+    a 64-bit x, 14 us for a random one); it stays for public values."""
+    return pow(x, m - 2, m)
+
+
+def _to_affine_secret(pt: JPoint) -> Point | None:
+    X, Y, Z = pt
+    if Z == 0:
+        return None
+    zi = inverse_secret(Z, P)
+    zi2 = zi * zi % P
+    return (X * zi2 % P, Y * zi2 * zi % P)
+
+
 def mul_g_secret(k: int) -> Point | None:
     """k * G for a secret k (private key, signing nonce): uniform operations, see the module notes."""
-    return _to_affine(_ladder(G, k))
+    return _to_affine_secret(_ladder(G, k))
 
 
 def mul_point_secret(pt: Point, k: int) -> Point | None:
     """k * pt for a secret k (decryption with the private key)."""
-    return _to_affine(_ladder(pt, k))
+    return _to_affine_secret(_ladder(pt, k))
 
 
 def decompress(x: int, odd: bool) -> Point:

@@ -162,7 +162,7 @@ def _digest(message: bytes, pub: ec.Point, profile: SM2SignProfile) -> int:
 
 def _sign_e(e: int, d: int, k: int | None = None) -> tuple[int, int]:
     """(r, s) for digest e.  ``k`` is only for known-answer tests."""
-    inv = pow(1 + d, -1, ec.N)
+    inv = ec.inverse_secret(1 + d, ec.N)  # d is secret: no Euclid whose steps follow it
     for _ in range(_MAX_TRIES):
         kk = _random_k() if k is None else k
         pt = ec.mul_g_secret(kk)  # k reveals d: constant-operation ladder

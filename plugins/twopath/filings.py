@@ -64,6 +64,8 @@ def update_filing(filing: Filing, values: dict[str, Any], *, actor: str) -> None
     if filing.status not in S.EDITABLE:
         raise FilingError(f"状态为「{filing.status_label}」的申请单不能修改")
     _apply_values(filing, values, client._settings())
+    # The sheet shows what the doctor approved: an edit voids it until a doctor approves again.
+    filing.sheet, filing.sheet_generated_at = None, None
     note = "修改申请单" + ("（需医生重新审核）" if filing.status != S.DRAFT else "")
     _event(filing, S.DRAFT, actor=actor, source="user", note=note)
     db.session.commit()
@@ -125,7 +127,7 @@ def approve_as(filing: Filing, user: Any) -> None:
     """Approval by a Baosong user: only a user an admin granted the doctor permission (6.7) may approve,
     and the approval carries that doctor's HIS 工号, national doctor code and name."""
     if not getattr(user, "doctor_code", ""):
-        raise FilingError("只有开通了医生权限的用户可以审核申请单（请管理员在「用户」页面开通）")
+        raise FilingError("只有开通了医生权限的用户可以审核申请单（请管理员在「医生权限」页面开通）")
     doctor_code = user.doctor_insu_code or user.doctor_code
     doctor_approve(filing, doctor_code, user.doctor_name, actor=user.username, his_code=user.doctor_code)
 

@@ -105,10 +105,14 @@ def upload_actions(upload: Upload) -> list[UploadAction]:
 
 
 def _revoke_from_upload(upload_id: int, actor: str) -> int:
+    """撤销备案 from the upload's detail page, with the signed-in user's own operator identity (as on the
+    filing's page); a user without an operator code is refused (client.NoOperator) and nothing is sent."""
     upload = db.session.get(Upload, upload_id)
     filing = _filing(upload.rows[0]["filing_id"])
+    opter, opter_name, opter_type = _operator()
     try:
-        return filings.revoke(filing, actor=actor, reason="在上报详情中撤销", opter=actor[:30], opter_name=actor[:50])
+        return filings.revoke(filing, actor=actor, reason="在上报详情中撤销", opter=opter, opter_name=opter_name,
+                              opter_type=opter_type)
     except filings.FilingError as exc:
         raise ValueError(str(exc)) from None
 
