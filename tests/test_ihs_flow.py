@@ -85,6 +85,26 @@ def test_batches_hold_at_most_the_configured_rows(app, serve, his):
     assert max(sizes) == 10 and sum(sizes) == his_count(his, "SELECT COUNT(*) FROM ihs_staff")
 
 
+def test_the_waiting_notice_clears_once_the_prerequisite_is_planned(app, serve, his):
+    configure_sandbox(serve)
+    run_slot("ihs.A1001", SLOT, enqueue=False)  # departments before their hospital: they wait
+    [notice] = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1001")).scalars()
+    assert "等待前置数据" in notice.reason and not notice.resolved
+    run_slot("ihs.A1000", SLOT, enqueue=False)
+    assert run_slot("ihs.A1001", SLOT.replace(minute=1), enqueue=False)  # the departments go now
+    db.session.expire_all()
+    assert db.session.get(HeldBack, notice.id).resolved  # the dashboard no longer says they wait
+    assert "等待前置数据" not in text_of_dashboard(app)
+
+
+def text_of_dashboard(app) -> str:
+    import html
+
+    from tests.test_web_support import login
+
+    return html.unescape(login(app, "viewer").get("/dashboard/panel").get_data(as_text=True))
+
+
 @pytest.mark.parametrize("example", ["none", "wrong"])
 def test_with_no_or_a_wrong_example_nothing_is_planned_or_sent_and_the_reason_is_recorded(app, serve, his, example):
     from test_ihs_support import enter_example
