@@ -139,3 +139,9 @@ def test_departments_can_be_sent_with_their_national_codes_and_unmapped_ones_are
     held = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1001")).scalars().all()
     assert held and all("未对照到 CT08.00.002" in h.reason for h in held)
     assert len(held) == his_count(his, "SELECT COUNT(*) FROM departments") - 1
+    # Staff go with their department's national code too, so they still name a department the platform has.
+    staff = [row for i in run_slot("ihs.A1002", SLOT.replace(minute=2), enqueue=False)
+             for row in db.session.get(Upload, i).rows]
+    in_0101 = his_count(his, "SELECT COUNT(*) FROM ihs_staff s JOIN doctors d ON d.doctor_code = s.staff_code"
+                             " WHERE d.dept_code = '0101'")
+    assert in_0101 and len(staff) == in_0101 and {r["deptCode"] for r in staff} == {"A03.04"}

@@ -121,6 +121,9 @@ def test_the_sandbox_checks_headers_sign_rows_limits_and_call_order(sandbox):
     assert bad["code"] == "PARAM_ERROR" and "hospLevel" in bad["message"] and "第1条" in bad["message"]
     too_many = _post(url, *_signed(sandbox, "A1001", [department_row(f"{n:05d}") for n in range(10001)]))
     assert too_many["code"] == "DATA_LIMIT"
+    oversized = requests.post(url + "/ihs/api/base/department", data=b" " * (protocol.HARD_MAX_BYTES + 1),
+                              headers=headers | {"service": "A1001"}, timeout=30).json()
+    assert oversized["code"] == "DATA_LIMIT" and "30MB" in oversized["message"]
     # A department before the hospital it belongs to: refused with the call-order code.
     early = _post(url, *_signed(sandbox, "A1001", [department_row()]))
     assert early["code"] == "DEPENDENCY_MISSING" and "医疗机构" in early["message"]
