@@ -85,6 +85,22 @@ def test_batches_hold_at_most_the_configured_rows(app, serve, his):
     assert max(sizes) == 10 and sum(sizes) == his_count(his, "SELECT COUNT(*) FROM ihs_staff")
 
 
+def test_a_row_its_field_table_refuses_is_held_back_with_its_key_and_field_and_the_rest_go(app, serve, his):
+    from core.models import ReportQuery
+    from plugins.ihs_supervision.queries import A1000
+
+    configure_sandbox(serve)
+    partner = his_count(his, "SELECT hosp_id FROM ihs_hospitals WHERE is_self = 0 ORDER BY hosp_id LIMIT 1")
+    db.session.add(ReportQuery(report_type="ihs.A1000", name="rows", sql=A1000.replace(
+        "h.level AS", f"CASE WHEN h.hosp_id = '{partner}' THEN 34 ELSE h.level END AS")))  # 34: no such level
+    db.session.commit()
+    [upload_id] = run_slot("ihs.A1000", SLOT, enqueue=False)
+    sent = {r["hospId"] for r in db.session.get(Upload, upload_id).rows}
+    assert partner not in sent and len(sent) == his_count(his, "SELECT COUNT(*) FROM ihs_hospitals") - 1
+    [held] = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1000")).scalars()
+    assert held.record_key == partner and held.field == "hospLevel"
+
+
 def test_the_waiting_notice_clears_once_the_prerequisite_is_planned(app, serve, his):
     configure_sandbox(serve)
     run_slot("ihs.A1001", SLOT, enqueue=False)  # departments before their hospital: they wait
