@@ -22,6 +22,7 @@ from core.plugins import Registry, make_plugin_manager, use_registry
 from core.sandbox_faults import FAULTS
 from core.scheduler import run_slot
 from core.settings import save_regulator_setting
+from plugins.ihs_supervision import plugin as ihs_plugin
 from plugins.keydata import plugin as keydata_plugin
 from plugins.keydata import sandbox as keydata_sandbox
 from plugins.shangrao_insurance import plugin as shangrao_plugin
@@ -370,3 +371,54 @@ def test_a_revoke_refused_for_a_reviewed_filing_stays_a_refusal(platform):
     post(platform, "faults", {"inject": [{"fault": "error_after_store", "count": 1, "path": "2512"}]})
     upload = drive(filings.revoke(filing, actor="tester", enqueue=False))
     assert upload.status == UploadStatus.REJECTED and "已审核" in upload.last_message  # still listed: refused
+
+
+# --- internet-hospital supervision ------------------------------------------------------------------
+
+@pytest.fixture
+def ihs(app, serve):
+    from test_ihs_support import configure_sandbox, hospital_row, plan_rows
+
+    use_only(ihs_plugin)
+    sandbox = configure_sandbox(serve, timeout="1")
+    assert drive(plan_rows("A1000", [hospital_row()], key="hospital")).status == UploadStatus.SUCCEEDED
+    yield sandbox
+    use_registry(None)
+
+
+def plan_ihs_departments(batches: int, rows: int = 3) -> list[int]:
+    from test_ihs_support import department_row, plan_rows
+
+    return [plan_rows("A1001", [department_row(f"{b}{n:03d}", deptName=f"科室{b}{n}") for n in range(rows)],
+                      key=f"b{b}") for b in range(batches)]
+
+
+def assert_ihs_delivered_once(url: str, upload_ids: list[int], duplicate: str) -> None:
+    from test_ihs_support import records
+
+    held = records(url, "A1001", limit=1000)
+    assert len(held["keys"]) == len(set(held["keys"])), "a row was stored twice"
+    by_key = {r["deptCode"]: r for r in held["records"]}
+    planned = 0
+    for upload_id in upload_ids:
+        upload = drive(upload_id)
+        for row in upload.rows:
+            planned += 1
+            assert by_key.get(row["deptCode"]) == row, f"batch {upload_id} lost ({upload.status}: {upload.last_message})"
+        assert upload.status == UploadStatus.SUCCEEDED, f"batch {upload_id} falsely {upload.status}: {upload.last_message}"
+    assert held["count"] == planned
+    if duplicate == "refuse":  # a platform that refuses repeats accepted each row exactly once
+        assert held["received"] == planned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("duplicate", ["refuse", "overwrite"])
+def test_ihs_delivers_each_row_once_whatever_the_reading_and_the_fault(ihs, duplicate, fault, count):
+    post(ihs.url, "faults", {"duplicate": duplicate, "inject": [{"fault": fault, "count": count, "seconds": 1.5}]})
+    upload_ids = plan_ihs_departments(2)
+    for upload_id in upload_ids:
+        drive(upload_id)
+    assert post(ihs.url, "faults", {})["struck"] == {fault: count}  # the shared rules struck as asked
+    assert_ihs_delivered_once(ihs.url, upload_ids, duplicate)

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from plugins.ihs_supervision import catalogue, plugin
+from plugins.ihs_supervision import catalogue, plugin, protocol
 from plugins.ihs_supervision import sandbox as ihs_sandbox
 
 DEFINED = ["A1000", "A1001", "A1002", "A2000", "A2001", "A2010", "A0000", "A0001"]
@@ -64,3 +64,11 @@ def test_adding_a_schema_file_is_all_it_takes_to_enable_a_missing_interface(sche
     assert ("revisit_order", "orderId") in catalogue.active_requirements("recipe")
     app = ihs_sandbox.make_app({"appid": "a", "key": "k"})
     assert "/ihs/api/recipe/info" in {rule.rule for rule in app.url_map.iter_rules()}
+    # The sandbox checks its place too: a prescription for a re-visit order it never received is refused.
+    data = protocol.encode_data([{"recipeId": "R1", "orderId": "O-never-sent"}])
+    headers = {"service": "A3000", "appid": "a", "randomstr": "r" * 32}
+    headers["sign"] = ihs_sandbox.DEMO_RECIPE.sign(
+        protocol.sign_values("A3000", "a", headers["randomstr"], "2025-02-19 10:00:00", data), "k")
+    answer = app.test_client().post("/ihs/api/recipe/info", headers=headers,
+                                    data=protocol.encode_body("2025-02-19 10:00:00", data)).get_json()
+    assert answer["code"] == "DEPENDENCY_MISSING" and "O-never-sent" in answer["message"]

@@ -85,6 +85,42 @@ def test_batches_hold_at_most_the_configured_rows(app, serve, his):
     assert max(sizes) == 10 and sum(sizes) == his_count(his, "SELECT COUNT(*) FROM ihs_staff")
 
 
+def test_a_row_its_field_table_refuses_is_held_back_with_its_key_and_field_and_the_rest_go(app, serve, his):
+    from core.models import ReportQuery
+    from plugins.ihs_supervision.queries import A1000
+
+    configure_sandbox(serve)
+    partner = his_count(his, "SELECT hosp_id FROM ihs_hospitals WHERE is_self = 0 ORDER BY hosp_id LIMIT 1")
+    db.session.add(ReportQuery(report_type="ihs.A1000", name="rows", sql=A1000.replace(
+        "h.level AS", f"CASE WHEN h.hosp_id = '{partner}' THEN 34 ELSE h.level END AS")))  # 34: no such level
+    db.session.commit()
+    [upload_id] = run_slot("ihs.A1000", SLOT, enqueue=False)
+    sent = {r["hospId"] for r in db.session.get(Upload, upload_id).rows}
+    assert partner not in sent and len(sent) == his_count(his, "SELECT COUNT(*) FROM ihs_hospitals") - 1
+    [held] = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1000")).scalars()
+    assert held.record_key == partner and held.field == "hospLevel"
+
+
+def test_the_waiting_notice_clears_once_the_prerequisite_is_planned(app, serve, his):
+    configure_sandbox(serve)
+    run_slot("ihs.A1001", SLOT, enqueue=False)  # departments before their hospital: they wait
+    [notice] = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1001")).scalars()
+    assert "等待前置数据" in notice.reason and not notice.resolved
+    run_slot("ihs.A1000", SLOT, enqueue=False)
+    assert run_slot("ihs.A1001", SLOT.replace(minute=1), enqueue=False)  # the departments go now
+    db.session.expire_all()
+    assert db.session.get(HeldBack, notice.id).resolved  # the dashboard no longer says they wait
+    assert "等待前置数据" not in text_of_dashboard(app)
+
+
+def text_of_dashboard(app) -> str:
+    import html
+
+    from tests.test_web_support import login
+
+    return html.unescape(login(app, "viewer").get("/dashboard/panel").get_data(as_text=True))
+
+
 @pytest.mark.parametrize("example", ["none", "wrong"])
 def test_with_no_or_a_wrong_example_nothing_is_planned_or_sent_and_the_reason_is_recorded(app, serve, his, example):
     from test_ihs_support import enter_example
@@ -119,3 +155,9 @@ def test_departments_can_be_sent_with_their_national_codes_and_unmapped_ones_are
     held = db.session.execute(sa.select(HeldBack).where(HeldBack.report_type == "ihs.A1001")).scalars().all()
     assert held and all("未对照到 CT08.00.002" in h.reason for h in held)
     assert len(held) == his_count(his, "SELECT COUNT(*) FROM departments") - 1
+    # Staff go with their department's national code too, so they still name a department the platform has.
+    staff = [row for i in run_slot("ihs.A1002", SLOT.replace(minute=2), enqueue=False)
+             for row in db.session.get(Upload, i).rows]
+    in_0101 = his_count(his, "SELECT COUNT(*) FROM ihs_staff s JOIN doctors d ON d.doctor_code = s.staff_code"
+                             " WHERE d.dept_code = '0101'")
+    assert in_0101 and len(staff) == in_0101 and {r["deptCode"] for r in staff} == {"A03.04"}

@@ -33,6 +33,11 @@ def sandbox(app, serve):
 
 
 def test_a_batch_goes_with_the_documented_headers_and_body(sandbox):
+    from datetime import UTC, datetime
+
+    from core import clock
+
+    clock.freeze(datetime(2025, 2, 19, 2, 0, 5, tzinfo=UTC))
     upload_id = plan_rows("A1000", [hospital_row()])
     assert pipeline.attempt(upload_id, 0) == UploadStatus.SUCCEEDED
 
@@ -44,6 +49,7 @@ def test_a_batch_goes_with_the_documented_headers_and_body(sandbox):
     assert "*" in attempt.headers["sign"]  # the sign is masked in the ledger
     body = json.loads(attempt.wire_body)
     assert set(body) == {"uptime", "data"} and isinstance(body["data"], str)
+    assert body["uptime"] == "2025-02-19 10:00:05"  # YYYY-MM-DD HH24:MI:SS, Asia/Shanghai
     assert json.loads(body["data"]) == [hospital_row()]
     assert records(sandbox.url, "A1000")["keys"] == ["H36110200001"]
 
@@ -121,6 +127,9 @@ def test_the_sandbox_checks_headers_sign_rows_limits_and_call_order(sandbox):
     assert bad["code"] == "PARAM_ERROR" and "hospLevel" in bad["message"] and "第1条" in bad["message"]
     too_many = _post(url, *_signed(sandbox, "A1001", [department_row(f"{n:05d}") for n in range(10001)]))
     assert too_many["code"] == "DATA_LIMIT"
+    oversized = requests.post(url + "/ihs/api/base/department", data=b" " * (protocol.HARD_MAX_BYTES + 1),
+                              headers=headers | {"service": "A1001"}, timeout=30).json()
+    assert oversized["code"] == "DATA_LIMIT" and "30MB" in oversized["message"]
     # A department before the hospital it belongs to: refused with the call-order code.
     early = _post(url, *_signed(sandbox, "A1001", [department_row()]))
     assert early["code"] == "DEPENDENCY_MISSING" and "医疗机构" in early["message"]

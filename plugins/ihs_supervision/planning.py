@@ -297,6 +297,7 @@ def plan(report_type: ReportType, slot: datetime, source, settings: Settings) ->
             continue
         ready.append((position, row, needed, [c for c in carriers if c is not None]))
     notice = _waiting_notice(report_type.name, interface, waiting, waiting_row) if waiting else None
+    _clear_waiting_notices(report_type.name, _waiting_reason(waiting) if waiting else None)
     if waiting:
         log.warning("%s: waiting for %s to be planned before reading on", report_type.name, waiting)
     if last_read is None:
@@ -335,15 +336,34 @@ def _waiting_notice(report_type: str, interface: catalogue.Interface, waiting: s
     dashboard), recorded once until resolved: the row is read again on every run until it can go."""
     from core.models import HeldBack
 
-    step, _, key = waiting.partition(":")
-    title = catalogue.STEP_BY_NAME[step].title if step in catalogue.STEP_BY_NAME else step
-    reason = f"等待前置数据：{title} {key} 尚未计划上报（文档 1.3 接口调用顺序），其后的记录暂缓，前置数据计划后自动继续"
+    reason = _waiting_reason(waiting)
     record_key = str(row.get(interface.key_field) or "") or None
     exists = db.session.execute(
         sa.select(HeldBack.id).where(HeldBack.report_type == report_type, HeldBack.reason == reason,
                                      HeldBack.resolved.is_(False)).limit(1)
     ).first()
     return None if exists else Problem(None, reason, record_key=record_key)
+
+
+WAITING_NOTICE = "等待前置数据："
+
+
+def _waiting_reason(waiting: str) -> str:
+    step, _, key = waiting.partition(":")
+    title = catalogue.STEP_BY_NAME[step].title if step in catalogue.STEP_BY_NAME else step
+    return f"{WAITING_NOTICE}{title} {key} 尚未计划上报（文档 1.3 接口调用顺序），其后的记录暂缓，前置数据计划后自动继续"
+
+
+def _clear_waiting_notices(report_type: str, still_waiting: str | None) -> None:
+    """Resolve the waiting notices of this report type that no longer hold (the prerequisite is planned
+    now and the read went past it); the one still true, if any, stays on the dashboard."""
+    from core.models import HeldBack
+
+    condition = [HeldBack.report_type == report_type, HeldBack.resolved.is_(False),
+                 HeldBack.reason.startswith(WAITING_NOTICE)]
+    if still_waiting is not None:
+        condition.append(HeldBack.reason != still_waiting)
+    db.session.execute(sa.update(HeldBack).where(*condition).values(resolved=True))
 
 
 def _index_entities(interface: catalogue.Interface, report_type: str, business_key: str, keys: list[str]) -> None:

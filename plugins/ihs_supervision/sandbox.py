@@ -24,7 +24,10 @@ order), ``DELETE /_sandbox/records``, ``POST /_sandbox/faults`` with any of ``{"
 ``{"lost_after_store": true}`` (handle and keep, then drop the connection), ``{"drop_after_read":
 true}`` (read the request, keep nothing, drop the connection), ``{"truncated": true}`` (handle and keep,
 answer half a body), ``{"duplicate": "refuse" | "overwrite"}`` (the point the document leaves open),
-``{"reset": true}``.
+``{"reset": true}``; and the rules every sandbox shares (``core.sandbox_faults``): ``{"inject":
+[{"fault": "error_after_store", "count": 2}, {"fault": "drop_before_store", "p": 0.3, "seed": 7,
+"path": "department"}]}`` (500 or a dropped connection before or after storing, a truncated or slow
+answer after storing; for the next N requests or with a probability), cleared by ``{"reset": true}``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from core import sandbox_faults
 from core.masking import mask_record
 from core.schema import DateFormat
 from demo.hospital import DEFAULT_ORG_CODE
@@ -64,6 +68,7 @@ class SandboxState:
         self.requests = 0
         self.faults: dict[str, Any] = {}
         self.random = random.Random()
+        self.plan = sandbox_faults.FaultPlan()
 
     def accepted(self, step: str, key: str) -> bool:
         return any(key in self.records[i.code] for i in catalogue.of_step(step))
@@ -97,9 +102,16 @@ def make_app(config: dict) -> Flask:
 
     def receive():
         interface = catalogue.by_path(request.url_rule.rule)
-        faults = dict(state.faults)
         with state.lock:
             state.requests += 1
+        rule = state.plan.draw(request.path)  # the shared fault rules (core.sandbox_faults)
+        if rule is not None and rule.fault in sandbox_faults.BEFORE_STORE:
+            request.get_data()  # read the whole request first, as a server does
+            return sandbox_faults.before_store(rule, request.environ)
+        return sandbox_faults.after_store(rule, request.environ, app.make_response(respond(interface)))
+
+    def respond(interface: catalogue.Interface):
+        faults = dict(state.faults)
         if faults.get("code"):
             return answer(str(faults["code"]), "沙箱故障注入")
         if faults.get("error_rate") and state.random.random() < float(faults["error_rate"]):
@@ -227,15 +239,21 @@ def make_app(config: dict) -> Flask:
     def faults():
         if request.method == "POST":
             body = request.get_json(force=True, silent=True) or {}
-            unknown = set(body) - _FAULT_KEYS - {"reset"}
+            unknown = set(body) - _FAULT_KEYS - {"reset", "inject"}
             if unknown:
                 return jsonify(error=f"未知的故障参数 {', '.join(sorted(unknown))}"), 400
             if body.get("duplicate") not in (None, "refuse", "overwrite"):
                 return jsonify(error="duplicate 应为 refuse 或 overwrite"), 400
             if body.get("reset"):
                 state.faults = {"duplicate": state.faults.get("duplicate", "overwrite")}
+                state.plan.clear()
+            if "inject" in body:
+                try:
+                    state.plan.configure(body.pop("inject"))
+                except ValueError as exc:
+                    return jsonify(error=str(exc)), 400
             state.faults = {**state.faults, **{k: v for k, v in body.items() if k != "reset"}}
-        return jsonify(faults=state.faults, requests=state.requests)
+        return jsonify(faults=state.faults, requests=state.requests, **state.plan.describe())
 
     return app
 
