@@ -1,5 +1,8 @@
 """Prometheus metrics (GET /metrics), computed from the ledger and Redis at scrape time, so every
 figure is the same whichever admin process answers and survives restarts (no per-process counters).
+Totals over all history (uploads by status, the latency histogram) come from the statistics aggregates
+(``core.aggregates``), kept in the ledger's transactions, so a scrape costs the same in the tenth year;
+the rest are indexed reads of what is in flight.
 
     baosong_uploads{report_type,status}                 uploads in the ledger
     baosong_retry_backlog                               uploads waiting for an automatic retry
@@ -24,12 +27,14 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from core import clock
 from core.db import db
-from core.models import Attempt, Slot, Upload, UploadStatus
+from core.aggregates import LATENCY_BOUNDS_MS, StatCounter, status_metric
+from core.models import Slot, Upload, UploadStatus
 from core.plugins import registry
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# Attempt latency buckets (seconds): regulators answer in tens of milliseconds to tens of seconds.
-LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# The aggregates' latency buckets: regulators answer in tens of milliseconds to tens of seconds.
+_BUCKET_METRICS = tuple(f"latency_le:{bound}" for bound in LATENCY_BOUNDS_MS) + ("latency_le:inf",)
+_STATUS_METRICS = {status_metric(status): status for status in UploadStatus.ALL if status != UploadStatus.SENDING}
 
 
 def _age_seconds(moment) -> float:
@@ -53,9 +58,7 @@ class LedgerCollector:
     def _ledger(self):
         up = GaugeMetricFamily("baosong_database_up", "1 when the database answers")
         try:
-            rows = db.session.execute(
-                sa.select(Upload.report_type, Upload.status, sa.func.count()).group_by(Upload.report_type,
-                                                                                     Upload.status)).all()
+            totals = self._totals()
         except Exception:
             db.session.rollback()
             up.add_metric([], 0)
@@ -65,19 +68,31 @@ class LedgerCollector:
         yield up
         uploads = GaugeMetricFamily("baosong_uploads", "Uploads in the ledger by report type and status",
                                     labels=["report_type", "status"])
-        backlog = 0
-        for report_type, status, count in rows:
-            uploads.add_metric([report_type, status], count)
-            if status == UploadStatus.RETRY_WAIT:
-                backlog += count
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for (report_type, metric), value in totals.items():
+            if metric in _STATUS_METRICS:
+                counts[(report_type, _STATUS_METRICS[metric])] += value
+        # An upload being sent stays counted in its previous status until its attempt finishes.
+        for report_type, counted_status, count in db.session.execute(
+                sa.select(Upload.report_type, Upload.counted_status, sa.func.count())
+                .where(Upload.status == UploadStatus.SENDING)
+                .group_by(Upload.report_type, Upload.counted_status)).all():
+            counts[(report_type, UploadStatus.SENDING)] += count
+            if counted_status:
+                counts[(report_type, counted_status)] -= count
+        for (report_type, status), count in sorted(counts.items()):
+            if count:
+                uploads.add_metric([report_type, status], count)
         yield uploads
+        backlog = db.session.scalar(sa.select(sa.func.count()).select_from(Upload)
+                                    .where(Upload.status == UploadStatus.RETRY_WAIT))
         yield GaugeMetricFamily("baosong_retry_backlog", "Uploads waiting for an automatic retry", value=backlog)
         for status, name, text in ((UploadStatus.PENDING, "pending", "pending upload"),
                                    (UploadStatus.RETRY_WAIT, "retry", "upload waiting for a retry")):
             oldest = db.session.scalar(sa.select(sa.func.min(Upload.created_at)).where(Upload.status == status))
             yield GaugeMetricFamily(f"baosong_oldest_{name}_age_seconds", f"Age of the oldest {text} (0: none)",
                                     value=round(_age_seconds(oldest), 3))
-        yield self._latency()
+        yield self._latency(totals)
         missed = GaugeMetricFamily("baosong_missed_slots", "Slots skipped by the catch-up policy or failed to plan",
                                    labels=["report_type", "reason"])
         for report_type, status, count in db.session.execute(
@@ -86,26 +101,35 @@ class LedgerCollector:
             missed.add_metric([report_type, status], count)
         yield missed
 
-    def _latency(self) -> HistogramMetricFamily:
-        """Bucket counts per report type in one grouped query, then summed per regulator."""
-        seconds = Attempt.duration_ms / 1000.0
-        columns = [sa.func.sum(sa.case((seconds <= bound, 1), else_=0)) for bound in LATENCY_BUCKETS]
+    @staticmethod
+    def _totals() -> dict[tuple[str, str], int]:
+        """Each report type's all-time sum of the status and latency counters (one indexed query)."""
+        metrics = (*_STATUS_METRICS, *_BUCKET_METRICS, "latency_n", "latency_sum")
         rows = db.session.execute(
-            sa.select(Upload.report_type, *columns, sa.func.count(), sa.func.sum(seconds))
-            .select_from(Attempt).join(Upload, Upload.id == Attempt.upload_id)
-            .where(Attempt.duration_ms.is_not(None))
-            .group_by(Upload.report_type)).all()
-        per_regulator: dict[str, list[float]] = defaultdict(lambda: [0.0] * (len(LATENCY_BUCKETS) + 2))
-        for report_type, *figures in rows:
-            totals = per_regulator[_regulator_of(report_type)]
-            for i, figure in enumerate(figures):
-                totals[i] += float(figure or 0)
+            sa.select(StatCounter.report_type, StatCounter.metric, sa.func.sum(StatCounter.value))
+            .where(StatCounter.metric.in_(metrics)).group_by(StatCounter.metric, StatCounter.report_type)).all()
+        return {(report_type, metric): int(value or 0) for report_type, metric, value in rows}
+
+    @staticmethod
+    def _latency(totals: dict[tuple[str, str], int]) -> HistogramMetricFamily:
+        """The aggregates' latency buckets per report type, summed per regulator and made cumulative."""
+        per_regulator: dict[str, list[int]] = defaultdict(lambda: [0] * (len(_BUCKET_METRICS) + 2))
+        columns = {metric: i for i, metric in enumerate((*_BUCKET_METRICS, "latency_n", "latency_sum"))}
+        for (report_type, metric), value in totals.items():
+            if metric in columns:
+                per_regulator[_regulator_of(report_type)][columns[metric]] += value
         family = HistogramMetricFamily("baosong_attempt_duration_seconds", "Attempt latency per regulator",
                                        labels=["regulator"])
-        for regulator, totals in sorted(per_regulator.items()):
-            count, total = totals[-2], totals[-1]
-            buckets = [(str(bound), totals[i]) for i, bound in enumerate(LATENCY_BUCKETS)] + [("+Inf", count)]
-            family.add_metric([regulator], buckets, total)
+        for regulator, figures in sorted(per_regulator.items()):
+            count, total_ms = figures[-2], figures[-1]
+            if not count:
+                continue
+            buckets, running = [], 0
+            for bound, in_bucket in zip(LATENCY_BOUNDS_MS, figures):
+                running += in_bucket
+                buckets.append((str(bound / 1000), running))
+            buckets.append(("+Inf", count))
+            family.add_metric([regulator], buckets, total_ms / 1000)
         return family
 
     def _redis(self):

@@ -19,6 +19,7 @@ from core.models import Attempt
 
 log = logging.getLogger("baosong.retention")
 DAILY_KEY = "baosong:retention:last_run"
+RETRY_AFTER_FAILURE_S = 3600  # a prune that failed is tried again within the hour, not the next day
 BATCH = 1000  # attempts per transaction: a first prune of a big ledger does not lock it for long
 PRUNED_BODIES = ("plaintext", "wire_body", "response_body")
 
@@ -61,4 +62,9 @@ def prune_if_due(conn=None) -> dict | None:
     conn = conn or redis_connection()
     if not conn.set(DAILY_KEY, clock.now().isoformat(), nx=True, ex=24 * 3600):
         return None
-    return prune()
+    try:
+        return prune()
+    except Exception:
+        db.session.rollback()
+        conn.set(DAILY_KEY, "failed " + clock.now().isoformat(), ex=RETRY_AFTER_FAILURE_S)
+        raise

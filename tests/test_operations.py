@@ -178,6 +178,28 @@ def test_retention_setting_the_cli_and_the_daily_run(echo, work, redis_conn):
     assert done.exit_code == 0 and "已清除 1 次" in done.output
 
 
+def test_a_daily_prune_that_failed_is_tried_again_within_the_hour_not_the_next_day(echo, work, redis_conn,
+                                                                                   monkeypatch):
+    from core import retention
+
+    [first, _second] = _sent_uploads(echo, work)
+    first.attempt_list[0].started_at = clock.utc_naive(clock.now() - timedelta(days=400))
+    db.session.commit()
+
+    def broken(**_kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(retention, "prune", broken)
+    with pytest.raises(RuntimeError):
+        retention.prune_if_due(redis_conn)
+    assert 0 < redis_conn.ttl(retention.DAILY_KEY) <= retention.RETRY_AFTER_FAILURE_S
+    monkeypatch.undo()
+    assert retention.prune_if_due(redis_conn) is None  # not every minute while it keeps failing
+    redis_conn.delete(retention.DAILY_KEY)  # the hour has passed
+    assert retention.prune_if_due(redis_conn)["attempts"] == 1
+    assert redis_conn.ttl(retention.DAILY_KEY) > retention.RETRY_AFTER_FAILURE_S  # then daily again
+
+
 # --- settings from the command line ------------------------------------------------------------
 
 def invoke(*args, input=None):
