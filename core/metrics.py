@@ -26,8 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from core import clock
-from core.db import db
 from core.aggregates import LATENCY_BOUNDS_MS, StatCounter, status_metric
+from core.db import db
 from core.models import Slot, Upload, UploadStatus
 from core.plugins import registry
 
@@ -125,7 +125,7 @@ class LedgerCollector:
             if not count:
                 continue
             buckets, running = [], 0
-            for bound, in_bucket in zip(LATENCY_BOUNDS_MS, figures):
+            for bound, in_bucket in zip(LATENCY_BOUNDS_MS, figures[:len(LATENCY_BOUNDS_MS)], strict=True):
                 running += in_bucket
                 buckets.append((str(bound / 1000), running))
             buckets.append(("+Inf", count))
