@@ -176,3 +176,18 @@ def test_not_an_excel_file(app, departments):
 @pytest.mark.parametrize("show", ["all", "mapped", "pending"])
 def test_filters_render(app, departments, show):
     assert login(app, "viewer").get(f"/config/departments/?show={show}").status_code == 200
+
+
+def test_an_import_over_the_row_cap_applies_nothing_and_says_so(app, departments, monkeypatch):
+    from plugins.keydata import models
+    from web import config_departments
+
+    monkeypatch.setattr(config_departments, "MAX_IMPORT_ROWS", 2)
+    before = {code: m.national_code for code, m in models.mappings().items()}
+    data = _workbook([["0105", "内分泌代谢科", "A03.07", ""], ["0201", "普外科门诊", "A04", ""],
+                      ["0101", "心内科", "A03.04", ""]])
+    answer = login(app, "operator").post("/config/departments/import",
+                                         {"action": "apply", "file": (io.BytesIO(data), "big.xlsx")},
+                                         content_type="multipart/form-data")
+    assert answer.status_code == 422 and "超过 2 行，请分批导入" in answer.get_data(as_text=True)
+    assert {code: m.national_code for code, m in models.mappings().items()} == before

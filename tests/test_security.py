@@ -566,3 +566,15 @@ def test_the_settings_store_never_keeps_a_secret_in_a_plain_setting(app):
     assert settings.regulator_settings("keydata").get("sm4_iv") == IV_IS_KEY
     with pytest.raises(ConfigurationError, match="不能填写密钥"):
         settings.save_regulator_setting("keydata", "org_code", key)
+
+
+@pytest.mark.parametrize("back", ["/\t/evil.example", "/%09/evil.example", "//evil.example", "https://evil.example/",
+                                  "/\\evil.example", "/x\r\nSet-Cookie: a=b"])
+def test_a_forms_back_field_never_redirects_off_site(app, back):
+    answer = login(app, "operator").post("/retries/auto", {"stopped": "0", "back": back})
+    assert answer.status_code == 302 and answer.headers["Location"] == "/retries/", (back, answer.headers["Location"])
+
+
+def test_a_forms_back_field_keeps_a_local_path(app):
+    answer = login(app, "operator").post("/retries/auto", {"stopped": "0", "back": "/tasks/1?tab=runs"})
+    assert answer.headers["Location"] == "/tasks/1?tab=runs"

@@ -138,7 +138,9 @@ def test_the_two_channel_flow_end_to_end(app, signed_platform, his, serve, work,
         phone.click("text=下载申请表（Excel）")
     sheet = openpyxl.load_workbook(io.BytesIO(open(download.value.path(), "rb").read())).active
     cells = {row[0]: row[1] for row in sheet.iter_rows(min_row=2, values_only=True) if row[0]}
-    assert cells["患者姓名"] == patient["name"] and doctor["name"] in cells["审核医生"]
+    # zhou is an operator: the sheet's identifiers are masked for that role (full for admins by default).
+    assert cells["患者姓名"] != patient["name"] and cells["患者姓名"][0] == patient["name"][0]
+    assert doctor["name"] in cells["审核医生"]
     assert "南昌双通道定点药房" in cells["定点医药机构"] and "2025-02-10" in cells["有效期"]
 
     # 4. The operator submits; the worker sends it; the platform approves; sync finds it.

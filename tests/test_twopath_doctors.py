@@ -121,12 +121,24 @@ def test_only_a_doctor_approves_and_the_approval_and_sheet_carry_their_identity(
     assert (filing.doctor_code, filing.doctor_name, filing.doctor_his_code, filing.doctor_approved_by) == (
         doctor["insu_dr_code"], doctor["name"], doctor["doctor_code"], "zhou")
 
-    download = zhou.get(f"/twopath/filings/{filing_id}/sheet")
+    # An admin (who may see patient identifiers) downloads the sheet as kept: identifiers in full.
+    download = admin.get(f"/twopath/filings/{filing_id}/sheet")
     assert download.status_code == 200 and download.data == filing.sheet
     sheet = load_workbook(io.BytesIO(download.data)).active
     cells = {row[0]: row[1] for row in sheet.iter_rows(min_row=2, values_only=True) if row[0]}
     assert sheet["A1"].value == "双通道药品备案申请表"
     assert cells["患者姓名"] == patient["name"] and cells["证件号码"] == patient["id_number"]
+    from core.models import AuditLog
+
+    viewed = db.session.execute(sa.select(AuditLog.target).filter_by(action="patient.unmasked_view")).scalars()
+    assert f"GET /twopath/filings/{filing_id}/sheet" in list(viewed)
+    # The doctor is an operator: the same sheet with the identifying rows masked, the rest as kept.
+    masked = load_workbook(io.BytesIO(zhou.get(f"/twopath/filings/{filing_id}/sheet").data)).active
+    shown = {row[0]: row[1] for row in masked.iter_rows(min_row=2, values_only=True) if row[0]}
+    assert shown["患者姓名"] != patient["name"] and shown["患者姓名"][0] == patient["name"][0]
+    assert shown["证件号码"] != patient["id_number"] and shown["证件号码"].endswith(patient["id_number"][-4:])
+    assert {k: v for k, v in shown.items() if k not in ("患者姓名", "证件号码", "医保卡号", "联系电话", "联系地址")} \
+        == {k: v for k, v in cells.items() if k not in ("患者姓名", "证件号码", "医保卡号", "联系电话", "联系地址")}
     assert "曲妥珠单抗注射液" in cells["申请药品"] and "南昌双通道定点药房" in cells["定点医药机构"]
     assert doctor["name"] in cells["审核医生"] and cells["有效期"] == "2025-02-10 至 2026-02-09"
     assert cells["诊断依据"] == "病理确诊"

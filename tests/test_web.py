@@ -222,6 +222,23 @@ def test_excel_export_is_exactly_the_filtered_set(app):
     assert "upload.export" in audit_actions()
 
 
+def test_excel_export_masks_patient_identifiers_unless_the_role_may_see_them(app):
+    phone = "13912345678"
+    insert_uploads(1, business_key=f"visit-{PATIENT_ID}", last_message=f"患者 {PATIENT_ID} 电话 {phone} 重复")
+
+    def exported(role: str) -> tuple:
+        answer = login(app, role).get("/uploads/export.xlsx")
+        return list(openpyxl.load_workbook(io.BytesIO(answer.get_data()), read_only=True).active
+                    .iter_rows(values_only=True))[1]
+
+    row = exported("operator")
+    assert PATIENT_ID not in repr(row) and phone not in repr(row)
+    assert row[6] == f"visit-{PATIENT_ID[:6]}********{PATIENT_ID[-4:]}" and "139****5678" in row[11]
+    row = exported("admin")
+    assert row[6] == f"visit-{PATIENT_ID}" and PATIENT_ID in row[11] and phone in row[11]
+    assert "patient.unmasked_view" in audit_actions()
+
+
 # --- upload detail: masking and actions --------------------------------------------------------
 
 def test_detail_shows_attempts_and_masks_patient_identifiers_unless_admin(app, webtest):

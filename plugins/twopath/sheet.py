@@ -2,8 +2,10 @@
 from the filing itself (patient, diagnosis, drug or disease, the approving doctor, the institution,
 dates) and kept with it (``Filing.sheet``), so what was approved is what can be printed and archived.
 
-Identifiers appear in full: the sheet is the application form the patient signs and the insurance
-office files. Downloading it is therefore an operator's action, recorded in the audit log.
+Identifiers are kept in full: the sheet is the application form the patient signs and the insurance
+office files. A download is an operator's action, recorded in the audit log, and like every other page and
+export it carries the identifiers in full only for the roles that may see them (``web.permissions``,
+default admin); anyone else gets the kept sheet with its identifier rows masked (``masked``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Alignment, Border, Font, Side
 
 from core import clock
+from core.masking import mask_field
 from plugins.twopath.models import TWOPATH, Filing
 
 _CERT_TYPES = {"01": "居民身份证"}
 _GENDERS = {"1": "男", "2": "女", "9": "未说明"}
 _THIN = Side(style="thin")
 _BOX = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
+
+
+# The sheet's rows that identify a person, and the field whose masking each follows (core.masking).
+IDENTIFYING_ROWS = {"患者姓名": "psn_name", "证件号码": "certno", "医保卡号": "card_no",
+                    "联系电话": "tel", "联系地址": "addr", "代办人": "name", "代办人联系方式": "agnter_tel"}
 
 
 def title_of(filing: Filing) -> str:
@@ -84,6 +92,19 @@ def build(filing: Filing) -> bytes:
     sheet.cell(end + 2, 1, f"生成时间：{clock.local_now():%Y-%m-%d %H:%M}")
     sheet.column_dimensions["A"].width = 18
     sheet.column_dimensions["B"].width = 60
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def masked(kept: bytes) -> bytes:
+    """The kept sheet with every identifying row's value masked (the rest, layout included, as kept)."""
+    book = load_workbook(io.BytesIO(kept))
+    sheet = book.active
+    for label_cell, value_cell in sheet.iter_rows(min_row=2, max_col=2):
+        field = IDENTIFYING_ROWS.get(str(label_cell.value or ""))
+        if field and value_cell.value not in (None, ""):
+            value_cell.value = mask_field(field, str(value_cell.value))
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -327,14 +327,17 @@ def approve(filing_id: int):
 @bp.get("/filings/<int:filing_id>/sheet")
 @require_role(Role.OPERATOR)
 def sheet(filing_id: int):
-    """The application sheet kept with the filing (full identifiers: the form the patient signs)."""
+    """The application sheet kept with the filing: identifiers in full for the roles that may see them
+    (an unmasked view, audited), masked for anyone else."""
     import io
 
     filing = _filing(filing_id)
     if not filing.sheet:
         abort(404)
-    audit.record("twopath.sheet", f"filing-{filing.id}", commit=True)
-    return send_file(io.BytesIO(filing.sheet), as_attachment=True, download_name=application_sheet.file_name(filing),
+    full = sees_patient_identifiers()
+    content = filing.sheet if full else application_sheet.masked(filing.sheet)
+    audit.record("twopath.sheet", f"filing-{filing.id}", after={"患者信息": "完整" if full else "已脱敏"}, commit=True)
+    return send_file(io.BytesIO(content), as_attachment=True, download_name=application_sheet.file_name(filing),
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
