@@ -83,17 +83,30 @@ def redact(text: str | None, secrets: list[str]) -> str | None:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks registered secrets in every record it passes."""
+    """A logging filter that masks registered secrets, and ID-number and mobile-phone shaped numbers
+    (``core.masking.mask_text``), in every record it passes, its traceback included: logs are read by
+    people whose role may not allow patient identifiers, and they are copied into tickets."""
 
     secrets: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = redact(message, list(self.secrets))
-            if cleaned != message:
-                record.msg, record.args = cleaned, ()
+        message = record.getMessage()
+        cleaned = self._clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._clean(_TRACEBACKS.formatException(record.exc_info))
         return True
+
+    def _clean(self, text: str) -> str:
+        from core.masking import mask_text
+
+        if self.secrets:
+            text = redact(text, list(self.secrets)) or ""
+        return mask_text(text) or ""
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 def register_secret_for_logs(secret: str) -> None:

@@ -44,3 +44,29 @@ def test_registered_secrets_are_redacted_from_log_records(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("sending with %s", "auth-code-for-logs-42")
     assert "auth-code-for-logs-42" not in caplog.text and "（21位）" in caplog.text
+
+
+def test_patient_id_and_phone_numbers_are_masked_in_log_lines_and_tracebacks():
+    import io
+
+    from core.logs import formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("baosong.test_secrets.patients")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("HIS row refused: certno %s tel %s", "36010219900101123X", "13912345678")
+        try:
+            raise ValueError("bad row for 360102199001011234")
+        except ValueError:
+            logger.exception("planning failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    for identifier in ("36010219900101123X", "13912345678", "360102199001011234"):
+        assert identifier not in text
+    assert "360102********123X" in text and "139****5678" in text and "ValueError" in text

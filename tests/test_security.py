@@ -578,3 +578,24 @@ def test_a_forms_back_field_never_redirects_off_site(app, back):
 def test_a_forms_back_field_keeps_a_local_path(app):
     answer = login(app, "operator").post("/retries/auto", {"stopped": "0", "back": "/tasks/1?tab=runs"})
     assert answer.headers["Location"] == "/tasks/1?tab=runs"
+
+
+@pytest.mark.parametrize("role", ["operator", "viewer", "admin"])
+def test_flashed_messages_and_outside_errors_mask_patient_identifiers_unless_the_role_may_see_them(app, role):
+    """An HIS or platform error can carry the patient's ID number or phone (a SQL error quoting a bound
+    value, a platform echoing the certno); the admin shows it in full only to roles allowed to see it."""
+    from flask import flash, g, render_template
+
+    from web.models import User
+    from web.permissions import may_see_patient_identifiers
+
+    message = "从 HIS 读取患者失败：invalid input for certno 36010219900101123X (tel 13912345678)"
+    with app.test_request_context("/"):
+        g.user = User(username="someone", role=role)
+        flash(message, "error")
+        page = render_template("base.html")
+        partial = render_template("twopath/_person.html", error=message, person=None)
+    full = may_see_patient_identifiers(role)
+    for html in (page, partial):
+        assert ("36010219900101123X" in html) is full and ("13912345678" in html) is full
+        assert full or ("360102********123X" in html and "139****5678" in html)
