@@ -43,7 +43,7 @@ UNSEEN = ROOT / "tests" / "data" / "department_names_unseen.csv"
 def load_cases(path: Path = DATA) -> list[tuple[str, str]]:
     """(local name, expected code); an expected code may be several defensible codes joined by '|'."""
     with path.open(encoding="utf-8") as handle:
-        return [(row["local_name"], row["expected_code"]) for row in csv.DictReader(handle)]
+        return [(row.get("local_name") or row["name"], row["expected_code"]) for row in csv.DictReader(handle)]
 
 
 def evaluate(matcher: Matcher | None, cases: list[tuple[str, str]]) -> dict:
