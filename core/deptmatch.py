@@ -252,7 +252,7 @@ A07 儿童医学 儿科
 CONCEPT_TABLE = """
 A01 预防接种 疫苗接种 免疫接种 计划免疫 公共卫生 公卫 疾病预防 防保 预防保健
 A02 家庭医生 家庭病床 社区卫生 全科医学 全科
-A03 综合内 普内 大内
+A03 综合内 普内 大内 综合病区 综合病房
 A03.01 咳嗽 慢性咳嗽 支气管 肺栓塞 肺结节 COPD 睡眠呼吸暂停 EBUS 呼吸内镜 肺康复 呼吸治疗 无创通气 肺功能 胸膜
 A03.02 胃肠镜 ERCP EUS 超声内镜 胶囊内镜 消化内镜 幽门螺杆菌 呼气试验 IBD 胃食管反流 便秘 胃肠动力 早癌 胃病 胰腺炎 消化道出血
 A03.03 偏头痛 头晕 痴呆 脑卒中 多发性硬化 重症肌无力 神经免疫 睡眠障碍 神经肌肉病
@@ -264,7 +264,7 @@ A03.08 狼疮 风湿 关节炎 干燥综合征 血管炎 类风湿关节炎
 A03.09 变态反应 脱敏 过敏原
 A03.10 老年 干部 高干 衰弱 老年综合评估
 A04 换药 小手术
-A04.01 腹腔镜 减重代谢 疝气 胆石 阑尾 下肢静脉 血管瘤 周围血管 腔镜外 肝脏外 急腹症 乳房 甲状腺外 乳腺外 胃肠外 肝胆外 血管外 腹膜后 胃外 结直肠肛门
+A04.01 腹腔镜 减重代谢 疝气 胆石 阑尾 下肢静脉 血管瘤 周围血管 腔镜外 肝脏外 急腹症 乳房 甲状腺外 乳腺外 胃肠外 肝胆外 血管外 腹膜后 胃外 结直肠肛门 乳甲 乳腺病
 A04.01.01 肝移植 肝脏移植 器官移植
 A04.01.02 胰腺移植
 A04.01.03 小肠移植
@@ -273,7 +273,7 @@ A04.05.01 肺移植 肺脏移植
 A04.06.01 心脏移植
 A04.02 颅底 脊髓 垂体瘤 脑血管外 神外 神经外 NSICU 伽马刀 脑积水
 A04.03 石膏 骨折 关节镜 颈椎 腰椎 椎间盘 颈腰 矫形 骨关节 手外 骨伤
-A04.04 男科 阳痿 性功能 膀胱 肾结石 输尿管 冲击波 泌尿 尿路
+A04.04 男科 阳痿 性功能 膀胱 肾结石 输尿管 冲击波 泌尿 尿路 男性病
 A04.05 胸腔镜 纵隔 胸壁 胸外 肺部外
 A04.06 心外 心脏外 大血管 主动脉 瓣膜 先心 体外循环 心脏大血管
 A04.07 烧伤 烫伤 创面
@@ -323,7 +323,7 @@ A15.03 戒毒 药物依赖 物质依赖 戒酒 成瘾
 A15.04 精神康复
 A15.06 心身 睡眠 心理咨询 心理治疗 心理测评 睡眠医学
 A15.07 司法精神 司法鉴定 精神鉴定
-A16 传染 感染病 感染性疾病
+A16 传染 感染病 感染性疾病 感染疾病
 A16.01 肠道传染
 A16.02 呼吸道传染 发热门诊
 A16.03 肝炎 肝病 乙肝 丙肝
@@ -355,14 +355,14 @@ A32 影像 医学影像
 A32.01 CR 拍片 普放 乳腺钼靶
 A32.02 CT
 A32.03 MRI MR 磁共振 核磁
-A32.04 核医学 PET PETCT ECT SPECT 同位素 碘131
+A32.04 核医学 PET PETCT ECT SPECT 同位素 碘131 核素 核素治疗
 A32.05 B超 心脏超声 心超 血管超声 超声心动 乳腺超声
 A32.06 动态心电 HOLTER 心电生理 平板
 A32.07 诱发电位
 A32.08 神经传导 诱发电位
 A32.09 介入手术 血管介入 导管
 A32.10 射波刀 直线加速器 后装 质子 放射治疗 肿瘤放疗 伽马刀
-A50 中医经典 中医特色 传统医学
+A50 中医经典 中医特色 传统医学 名中医 国医大师
 A50.10 正骨 骨伤
 A50.11 肛肠 痔瘘 肛瘘
 A50.13 针刺 艾灸
@@ -385,10 +385,10 @@ D74 输血 血库
 D81 院办
 D82 人事 人力资源 组织部 组织人事
 D83 经管 会计 出入院 住院处 挂号
-D84 医学工程 医工 耗材
+D84 医学工程 耗材
 D85 网络 计算机 数据中心 信息化
 D86 医政 门诊办 门诊部 医疗管理 质管 评审 医疗事务
-D87 规培 住培 继续教育 研究生 GCP 药物临床试验 伦理 临床研究
+D87 规培 住培 继续教育 研究生 GCP 药物临床试验 伦理 临床研究 科技 科研处
 D88 膳食 食堂 洗衣 动力 锅炉 车队 保洁 维修 水电 配餐
 D89 医保 医疗保险 合作医疗 新农合
 D99 安保 消防 外事 国际交流 对外合作 医联体 扶贫 绩效 资产 图书馆 病友服务 社会工作 合作发展 巡察 党群 信访 督查 精神文明
@@ -401,6 +401,14 @@ _PEDIATRIC_SIBLING = {
     "A04.03": "A08.02", "A04.04": "A08.03", "A04.05": "A08.04", "A04.06": "A08.04", "A12": "A12.04",
     "A16": "A07.02", "A16.01": "A07.03", "A03": "A07", "A04": "A08",
 }
+# Traditional-medicine names (中医脑病科, 中医心病科) move a Western specialty to its 中医科 counterpart.
+_TCM_SIBLING = {
+    "A03": "A50.01", "A04": "A50.02", "A04.01": "A50.02", "A04.03": "A50.10", "A05": "A50.03", "A05.01": "A50.03",
+    "A05.02": "A50.03", "A07": "A50.04", "A13": "A50.05", "A13.01": "A50.05", "A10": "A50.06", "A11": "A50.07",
+    "A12": "A50.08", "A19": "A50.09", "A21": "A50.15", "A20": "A50.16", "A03.10": "A50.12", "A01": "A50.17",
+    "A16.03": "A50.01", **{f"A03.{i:02d}": "A50.01" for i in range(1, 10)},
+}
+_TCM_EXPLICIT = ("中医", "国医")
 # When nothing fits, a name still gets the dictionary's catch-all codes, clearly marked as such.
 CATCH_ALL = {"clinical": "A69", "admin": "D99"}
 _ADMIN_MARKERS = ("办公室", "办", "处", "部", "委", "会", "所", "股", "队")
@@ -558,7 +566,17 @@ class Matcher:
         for code, (value, reason) in keyword_hits.items():
             if code in scored and value > scored[code][0]:
                 scored[code] = (value, reason)
-        exact = self.exact.get(normalize(local_name))
+        text = normalize(local_name)
+        if any(m in text for m in _TCM_EXPLICIT) and "中西医" not in text:
+            # 中医脑病科 says more than 中医科: the specialty ranks above the bare 中医科 it belongs to.
+            floor = scored.get("A50", (0.0, ""))[0]
+            for code, (value, reason) in list(scored.items()):
+                sibling = _TCM_SIBLING.get(code)
+                if sibling in scored and value >= 0.6:
+                    lifted = min(0.94, max(value, floor) + 0.02)
+                    if lifted > scored[sibling][0]:
+                        scored[sibling] = (lifted, f"中医的{self.names[sibling]}（{reason}）")
+        exact = self.exact.get(text)
         alias = self.aliases.get(local) or self.aliases.get(_CONJ.sub("", local))
         if alias is not None:  # 感染科: the everyday meaning (传染科) beats the same-named admin code D73
             for code, (value, reason) in list(scored.items()):
@@ -567,11 +585,13 @@ class Matcher:
         if exact is not None and (alias is None or alias == exact):
             # A code meant for other institutions (CDC, supervision) keeps its demotion even by exact name.
             scored[exact] = (self.by_code[exact].weight, "与字典名称完全相同")
-        specific = len(local) >= 2
+        if len(local) >= 2:  # a specific name: a leaf code (专业) wins a tie with its parent
+            for code, (value, reason) in list(scored.items()):
+                if self.by_code[code].leaf and 0 < value < 0.99 and code != exact:
+                    scored[code] = (min(0.99, value + 0.01), reason)
         ranked = sorted(
             scored.items(),
-            key=lambda item: (round(item[1][0], 3) + (0.01 if specific and self.by_code[item[0]].leaf else 0),
-                              self.by_code[item[0]].leaf, -len(item[0])),
+            key=lambda item: (round(item[1][0], 3), self.by_code[item[0]].leaf, -len(item[0])),
             reverse=True,
         )
         out = [Suggestion(code, self.names[code], round(min(1.0, value), 3), reason)
@@ -609,6 +629,14 @@ class Matcher:
             code = table.get(local) or table.get(_CONJ.sub("", local))  # 皮肤与性病 is 皮肤性病
             if code is not None and code not in hits:
                 hits[code] = (exact_score, f"{label}「{local}」")
+        joined = _surgical_conjunction(local)  # 神经与脊柱外科: 神经外 and 脊柱外
+        conj = _CONJ.search(joined)
+        if conj is not None:  # 呼吸与睡眠医学科, 老年医学与全科医学科: the first part names the department
+            head = joined[:conj.start()]
+            for table, label in ((self.learned, "院内已确认的名称"), (self.aliases, "别名")):
+                code = table.get(head)
+                if code is not None and code not in hits:
+                    hits[code] = (0.93, f"第一部分是{label}「{head}」")
         # A confirmed name or an alias inside a longer name (心内 in 小儿心内 is weaker than 小儿心内 itself);
         # a confirmed name carries over to its variants (心内一病区, 东院心内...).
         for table, label, base in ((self.learned, "含院内已确认的名称", 0.68), (self.aliases, "含别名", 0.62)):
@@ -649,7 +677,11 @@ class Matcher:
             if any(code.startswith(c + ".") for c in others):
                 value += 0.04  # the finer code of two (CT in 放射科CT室, 基因 in 临床基因扩增实验室)
             elif others and pos == 0 and text[len(word):len(word) + 1] == "科":
-                value += 0.03  # 检验科急诊室: the owning department, the room is one of its places
+                value += 0.05  # 检验科急诊室: the owning department, the room is one of its places
+            if code.startswith(("A32.", "A30.")) and others:
+                value += 0.02  # an examination or treatment (超声, 核素, CT) says more than the organ it looks at
+            if code == "A20" and pos == 0 and word == "急诊" and text.endswith("科"):
+                value += 0.05  # 急诊创伤外科, 急诊儿科: a department of the emergency service
             if conj is not None and pos < conj.start() and others:
                 value += 0.03  # 呼吸与睡眠医学科: the first concept names the department
             hits[code] = (value, f"含关键词「{word}」")
@@ -693,7 +725,7 @@ def _surgical_conjunction(text: str) -> str:
         return text
     head, tail = text[:found.start()], text[found.start():]
     for kind in ("外", "内"):
-        if f"{kind}科" in tail and not head.endswith(kind):
+        if (f"{kind}科" in tail or tail.endswith(kind)) and not head.endswith(kind):
             return head + kind + tail
     return text
 
