@@ -17,6 +17,13 @@ Hospitals name departments the way their staff talk: 心内科, 普外一病区,
    paediatric dentistry; public-health (B) and supervision (C) codes, meant for CDCs and inspectorates,
    are slightly demoted for hospital departments; leaf codes (专业) win ties when the name is specific.
 5. ``learned``: mappings the hospital already confirmed (local name -> code) count as aliases too.
+6. Concepts (``KEYWORD_TABLE`` + ``CONCEPT_TABLE``, data): organ, disease, procedure, room and office words
+   and the Latin abbreviations Chinese hospitals use, per dictionary code, matched as whole words; letters
+   scattered through a name (病…理 in 慢病管理) count little. Of two concepts, the finer code (CT in
+   放射科CT室), the owning department (检验科急诊室) and the first part of X与Y (呼吸与睡眠医学科) decide.
+7. Never empty: when the best score is below ``RELIABLE_SCORE`` the catch-all code (A69 clinical, D99
+   offices) joins the list at ``CATCH_ALL_SCORE`` with a reason asking for a check, ranked by its score.
+Scores are shown in rank order; 100 % only for the dictionary's own name or a confirmed mapping.
 
 Scores are 0..1. ``score(local_name, code)`` rates an existing mapping (a low score marks it suspicious).
 Quality is measured on tests/data/department_names.csv by bench/bench_deptmatch.py.
@@ -607,7 +614,7 @@ class Matcher:
                             "没有可靠的匹配：归入字典的「其他」类代码，请人工确认")
                  for i, code in enumerate(order) if code in self.names]
         rest = [s for s in found if s.code not in order]
-        merged = sorted([*extra[:1], *rest], key=lambda s: -s.score) + extra[1:]
+        merged = sorted([*extra, *rest], key=lambda s: -s.score)  # stable: the catch-all wins a tie
         return merged[:limit]
 
     def score(self, local_name: str, code: str) -> float:
@@ -641,7 +648,7 @@ class Matcher:
         # a confirmed name carries over to its variants (心内一病区, 东院心内...).
         for table, label, base in ((self.learned, "含院内已确认的名称", 0.68), (self.aliases, "含别名", 0.62)):
             for alias, code in table.items():
-                if len(alias) >= 2 and alias != local and alias in local:
+                if len(alias) >= 2 and alias != local and _contains_word(local, alias):  # CT not in OCT
                     value = base + 0.3 * len(alias) / len(local)
                     if value > hits.get(code, (0.0, ""))[0]:
                         hits[code] = (value, f"{label}「{alias}」")
@@ -662,7 +669,7 @@ class Matcher:
                 code = _PEDIATRIC_SIBLING[code]
             if any(c == code for _, c, _, _ in found):
                 continue
-            inside = any(p <= pos and pos + len(word) <= p + len(w) for w, _, p, _ in found)
+            inside = any(pos < p + len(w) and p < pos + len(word) for w, _, p, _ in found)  # shares letters
             found.append((word, code, pos, inside))
             if len(found) >= 2:
                 break
