@@ -11,7 +11,7 @@ from core.deptmatch import Matcher, normalize, stem
 from plugins.keydata.spec import dictionary_entries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_deptmatch import DEV, DEV2, FRESH, INDEPENDENT, UNSEEN, evaluate, load_cases  # noqa: E402
+from bench_deptmatch import DEV, DEV2, FRESH, INDEPENDENT, SEALED, UNSEEN, evaluate, load_cases  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_expected_codes_exist_in_ct08():
 
 def test_quality_on_independently_written_names(matcher):
     """Floors for names written without the alias table (bench/bench_deptmatch.py prints the figures)."""
-    for path in (INDEPENDENT, FRESH, UNSEEN, DEV, DEV2):
+    for path in (INDEPENDENT, FRESH, UNSEEN, DEV, DEV2, SEALED):
         result = evaluate(matcher, load_cases(path))
         assert result["top1"] >= 0.92 and result["top3"] >= 0.97, (path.name, result["misses"])
 
