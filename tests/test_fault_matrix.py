@@ -138,6 +138,49 @@ def test_keydata_delivers_each_hour_once_whatever_the_reading_and_the_fault(keyd
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("new_existing", ["reject", "overwrite"])
+def test_keydata_delivers_each_hour_once_when_refusals_name_no_reason(keydata, new_existing, fault, count):
+    # The document defines no error codes or words: a platform may refuse an update of a record it does
+    # not hold (or a new one it holds) with a bare "处理失败".
+    post(keydata.url, "readings", {"update_absent": "reject", "new_existing": new_existing, "refusals": "bare"})
+    post(keydata.url, "faults", {"inject": [{"fault": fault, "count": count, "seconds": 1.0}]})
+    upload_ids = plan_keydata_hours(range(9, 11))
+    for upload_id in upload_ids:
+        drive(upload_id)
+    assert_keydata_delivered_once(keydata.url, upload_ids)
+
+
+def test_a_500_with_nothing_stored_is_delivered_when_the_refused_update_names_no_reason(keydata):
+    # The seen loss, with a platform that words its "not found" as a bare "处理失败": before, the refused
+    # dataFlag 2 was final and the hour was never delivered.
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "bare"})
+    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}]})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    upload = drive(upload_id)
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    flags = [(r["dataFlag"], r["code"]) for r in
+             requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
+    assert flags == [("2", 400), ("1", 200)]
+    assert keydata_inserts(keydata.url) == {upload.period: 1}
+
+
+def test_a_real_rejection_of_both_flags_is_final_and_a_retry_after_the_fix_delivers(keydata):
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "bare"})
+    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}],
+                                 "reject_field": "presCount", "count": 3})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    upload = drive(upload_id)
+    assert upload.status == UploadStatus.REJECTED and "presCount" in upload.last_message
+    assert [a.operation_sent for a in upload.attempt_list] == ["new", "update", "new"]
+    post(keydata.url, "faults", {"reset": True})
+    upload = manual_retry(upload_id)
+    assert [a.operation_sent for a in upload.attempt_list][3:] == ["update", "new"]  # from the top again
+    assert_keydata_delivered_once(keydata.url, [upload_id])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("delete_absent", ["reject", "ok"])
 def test_a_withdrawal_under_faults_leaves_nothing_held_and_succeeds(keydata, fault, delete_absent):
