@@ -151,6 +151,16 @@ def test_an_answer_that_is_not_a_refusal_starts_the_round_again():
     assert ok.result[keydata.UPDATE_REFUSED] is None and retry.result[keydata.UPDATE_REFUSED] is None
 
 
+def test_not_found_or_duplicate_with_an_http_500_is_read_by_its_words():
+    for message, kind in (("更新失败：数据不存在", "not_held"), ("数据重复", "duplicate")):
+        response = Response(status=500, body=f'{{"code": 500, "message": "{message}"}}')
+        assert keydata.answer_kind(keydata_plugin.classify(response), response) == kind
+    busy = Response(status=500, body='{"code": 500, "message": "系统异常"}')
+    assert keydata_plugin.classify(busy).kind == "retry"
+    page = Response(status=502, body="<html>502 Bad Gateway: upstream does not exist</html>")
+    assert keydata_plugin.classify(page).kind == "retry"  # only the platform's own message is read
+
+
 def test_a_refused_first_new_is_not_followed():
     outcome = keydata.decide(context(), *answer(400, "处理失败"))
     assert outcome.kind == "reject" and not outcome.follow_up

@@ -140,11 +140,11 @@ def test_keydata_delivers_each_hour_once_whatever_the_reading_and_the_fault(keyd
 @pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("new_existing", ["reject", "overwrite"])
-def test_keydata_delivers_each_hour_once_when_refusals_name_no_reason(keydata, new_existing, fault, count):
-    # The document defines no error codes or words: a platform may refuse an update of a record it does
-    # not hold (or a new one it holds) with a bare "处理失败".
-    post(keydata.url, "readings", {"update_absent": "reject", "new_existing": new_existing, "refusals": "bare"})
+@pytest.mark.parametrize("refusals", ["bare", "http_500"])
+def test_keydata_delivers_each_hour_once_when_refusals_name_no_reason(keydata, refusals, fault, count):
+    # The document defines no error codes or statuses: a platform may refuse an update of a record it does
+    # not hold (or a new one it holds) with a bare "处理失败", or say "不存在" with an HTTP 500.
+    post(keydata.url, "readings", {"update_absent": "reject", "new_existing": "reject", "refusals": refusals})
     post(keydata.url, "faults", {"inject": [{"fault": fault, "count": count, "seconds": 1.0}]})
     upload_ids = plan_keydata_hours(range(9, 11))
     for upload_id in upload_ids:
@@ -163,6 +163,20 @@ def test_a_500_with_nothing_stored_is_delivered_when_the_refused_update_names_no
     flags = [(r["dataFlag"], r["code"]) for r in
              requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
     assert flags == [("2", 400), ("1", 200)]
+    assert keydata_inserts(keydata.url) == {upload.period: 1}
+
+
+def test_a_500_with_nothing_stored_is_delivered_when_the_platform_says_not_found_with_a_500(keydata):
+    # Before, the "不存在" that came with an HTTP 500 was read as a system error: dataFlag 2 again on every
+    # retry, and the hour ended failed, never delivered.
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "http_500"})
+    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}]})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    upload = drive(upload_id)
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    flags = [(r["dataFlag"], r["code"]) for r in
+             requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
+    assert flags == [("2", 500), ("1", 200)]
     assert keydata_inserts(keydata.url) == {upload.period: 1}
 
 

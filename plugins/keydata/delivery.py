@@ -83,6 +83,11 @@ def digest(rows: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
+def names_held_or_not(message: str) -> bool:
+    """Does a platform's message say the record is held ("重复") or not ("不存在")?"""
+    return bool(_NOT_HELD.search(message) or _DUPLICATE.search(message))
+
+
 def answer_kind(outcome: Outcome, response: Response) -> str:
     """"ok", "retry", "not_held", "duplicate" or "reject" for a classified answer."""
     if outcome.kind == "success":
