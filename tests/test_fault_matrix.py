@@ -395,6 +395,25 @@ def test_seen_a_2511_is_not_filed_twice_after_a_dropped_connection(platform):
 
 
 
+@pytest.mark.parametrize("query_fault", ["error_before_store", "drop_after_store", "truncated_after_store"])
+def test_a_query_before_refiling_that_fails_is_retried_never_followed_by_a_blind_filing(platform, query_fault):
+    from test_twopath import new_filing
+
+    from plugins.twopath import filings
+
+    post(platform, "readings", {"duplicate_filing": "accept"})
+    post(platform, "faults", {"inject": [{"fault": "drop_after_store", "count": 1, "path": "2511"},
+                                         {"fault": query_fault, "count": 2, "path": "5311"}]})
+    filing = new_filing("twopath", 0)
+    upload = drive(filings.submit(filing, actor="tester", opter="op1", opter_name="经办甲", enqueue=False))
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    assert len(filings_held(platform)) == 1
+    calls = requests.get(f"{platform}/_sandbox/records", timeout=5).json()["calls"]
+    assert calls["2511"] == 1  # the queries failed twice, then found it: not filed again
+    queries = db.session.query(Upload).filter_by(report_type="twopath.5311").order_by(Upload.id).all()
+    assert [q.status == UploadStatus.SUCCEEDED for q in queries] == [False, False, True]
+
+
 @pytest.mark.parametrize("fault", ["drop_after_store", "error_after_store", "truncated_after_store"])
 @pytest.mark.parametrize(("kind", "code", "path"), [("twopath", "XL01XC03", "2512"), ("chronic", "M03900", "2504")])
 def test_a_revoke_whose_answer_was_lost_is_not_taken_for_a_refusal(platform, kind, code, path, fault):
