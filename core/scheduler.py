@@ -76,6 +76,41 @@ def slots_between(expression: str, tz: str, start: datetime, end: datetime, limi
     return out
 
 
+def count_slots(expression: str, tz: str, start: datetime, end: datetime) -> int:
+    """``len(slots_between(...))`` without walking every firing (2020 to now at 15 minutes is a quarter
+    of a million; walked, seconds of a request). A cron's times of day are the same on every day it
+    fires, so whole days count as the firings of one such day; the partial first and last day, and a
+    day whose clock changes (daylight saving), are walked."""
+    zone = ZoneInfo(tz)
+    start, end = start.astimezone(zone), end.astimezone(zone)
+    first = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), zone)
+    last = datetime.combine(end.date(), datetime.min.time(), zone)
+    if (last.date() - first.date()).days < 2:
+        return len(slots_between(expression, tz, start, end))
+    tick = timedelta(microseconds=1)  # slots_between counts (a, b]: a day is (midnight - 1 µs, next - 1 µs]
+
+    def walk(a: datetime, b: datetime) -> int:
+        return len(slots_between(expression, tz, a, b))
+
+    _, _, dom, month, dow = validate_cron(expression).split(" ")
+    every_day = (dom, month, dow) == ("*", "*", "*")
+    day_expression = f"0 0 {dom} {month} {dow}"
+    per_day: int | None = None
+    total = walk(start, first - tick) + walk(last - tick, end)
+    day = first.date()
+    while day < last.date():
+        midnight = datetime.combine(day, datetime.min.time(), zone)
+        following = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+        if midnight.utcoffset() != following.utcoffset():
+            total += walk(midnight - tick, following - tick)
+        elif every_day or croniter.match(day_expression, datetime.combine(day, datetime.min.time())):
+            if per_day is None:
+                per_day = walk(midnight - tick, following - tick)
+            total += per_day
+        day += timedelta(days=1)
+    return total
+
+
 def ensure_tasks() -> None:
     """A Task for every scheduled report type, with the plugin's default cron (kept if edited)."""
     now = clock.utc_naive(clock.now())
@@ -296,6 +331,15 @@ def backfill_slots(report_type_name: str, start: datetime, end: datetime, limit:
     return slots_between(cron, tz, start - timedelta(seconds=1), end, limit)
 
 
+def count_backfill_slots(report_type_name: str, start: datetime, end: datetime) -> int:
+    """How many slots ``backfill_slots`` would give, counted without listing them."""
+    cron, tz = _cron_of(report_type_name)
+    end = min(end, clock.now())
+    if end < start:
+        return 0
+    return count_slots(cron, tz, start - timedelta(seconds=1), end)
+
+
 def backfill(report_type_name: str, start: datetime, end: datetime, *, dry_run: bool = False,
              enqueue: bool = True, replan: bool = False, progress=None) -> int:
     """Run a report type for every slot of its cron in [start, end] (aware datetimes) that has ended.
@@ -303,9 +347,9 @@ def backfill(report_type_name: str, start: datetime, end: datetime, *, dry_run: 
     planned again. Returns the slot count (``dry_run``) or the number of uploads planned. A slot whose
     planning fails is recorded in error and the back-fill goes on. ``progress(done, uploads, errors)``
     is called every few slots."""
-    slots = backfill_slots(report_type_name, start, end)
     if dry_run:
-        return len(slots)
+        return count_backfill_slots(report_type_name, start, end)
+    slots = backfill_slots(report_type_name, start, end)
     uploads = errors = 0
     for index, slot in enumerate(slots, 1):
         try:
@@ -386,7 +430,7 @@ def start_backfill(report_type_name: str, start: datetime, end: datetime, *, rep
     ``total``: the slot count if the caller has it already (counting years of slots takes seconds)."""
     end = min(end, clock.now())
     if total is None:
-        total = len(backfill_slots(report_type_name, start, end))
+        total = count_backfill_slots(report_type_name, start, end)
     run = BackfillRun(report_type=report_type_name, start_at=clock.utc_naive(start), end_at=clock.utc_naive(end),
                       replan=replan, total=total, created_by=actor, status="queued")
     db.session.add(run)

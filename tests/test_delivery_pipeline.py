@@ -3,6 +3,7 @@ that may have arrived is resent idempotently; one that never left is resent as n
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -247,11 +248,21 @@ def test_an_attempt_lease_outlives_the_request_timeout(echo, registry_with):
 def test_the_upload_page_shows_how_far_each_attempt_got(echo):
     from test_web_support import login
 
-    echo.state["mode"] = "fail"
-    [upload_id] = run_slot("echo.hourly", SLOT, enqueue=False)
-    pipeline.attempt(upload_id, 0)
-    page = login(_app(), "operator").get(f"/uploads/{upload_id}")
-    assert "已应答" in page.get_data(as_text=True)
+    server = RawServer(closes_at_once)
+    try:
+        point_echo_at(server.url)
+        [upload_id] = run_slot("echo.hourly", SLOT, enqueue=False)
+        pipeline.attempt(upload_id, 0)  # read, then the connection closed: it may have arrived
+    finally:
+        server.close()
+    with socket_free_port() as port:
+        point_echo_at(f"http://127.0.0.1:{port}/report")
+    pipeline.attempt(upload_id, 1)  # refused: it never left
+    point_echo_at(f"{echo.url}/report")
+    pipeline.attempt(upload_id, 2)
+    page = login(_app(), "operator").get(f"/uploads/{upload_id}").get_data(as_text=True)
+    assert sorted(re.findall(r'title="投递情况">([^<]+)<', page)) == sorted(["可能已送达", "未发出", "已应答"])
+    assert 'class="tag tag-warn" title="投递情况">可能已送达<' in page
 
 
 def _app():

@@ -125,6 +125,47 @@ def test_other_refusals_are_rejections_that_keep_the_strategy_state():
     assert keydata.flag_to_send(context(result={keydata.NEXT_FLAG: "1"})) == "1"  # the retry re-runs it
 
 
+def test_an_update_refused_in_words_that_say_neither_is_followed_by_a_new_once():
+    first = keydata.decide(context(history=[SERVER_500]), *answer(400, "处理失败"))
+    assert (first.kind, first.follow_up, first.result[keydata.NEXT_FLAG]) == ("retry", True, "1")
+    then = context(history=[SERVER_500, attempt(2, "answered", "retry", "400")], result=first.result)
+    assert keydata.flag_to_send(then) == "1"
+    again = keydata.decide(then, *answer(400, "处理失败"))
+    assert again.kind == "reject" and not again.follow_up and "均被拒绝" in again.message
+    # The retry after the fix starts from the top: an update, since the first attempt may have landed.
+    assert keydata.flag_to_send(context(history=[SERVER_500], result=again.result)) == "2"
+
+
+def test_a_held_record_whose_update_is_refused_after_a_new_is_a_rejection():
+    refused_update = {keydata.NEXT_FLAG: "2", keydata.UPDATE_REFUSED: True}
+    outcome = keydata.decide(context(history=[LOST_ANSWER], result=refused_update), *answer(400, "处理失败"))
+    assert outcome.kind == "reject" and not outcome.follow_up
+
+
+def test_an_answer_that_is_not_a_refusal_starts_the_round_again():
+    refused_update = {keydata.NEXT_FLAG: "1", keydata.UPDATE_REFUSED: True}
+    ok = keydata.decide(context(history=[LOST_ANSWER], result=refused_update), *answer(200, "success"))
+    lost = Response(status=None, body="", error="RemoteDisconnected")
+    lost.transport = "maybe_delivered"
+    retry = keydata.decide(context(history=[LOST_ANSWER], result=refused_update), lost, keydata_plugin.classify(lost))
+    assert ok.result[keydata.UPDATE_REFUSED] is None and retry.result[keydata.UPDATE_REFUSED] is None
+
+
+def test_not_found_or_duplicate_with_an_http_500_is_read_by_its_words():
+    for message, kind in (("更新失败：数据不存在", "not_held"), ("数据重复", "duplicate")):
+        response = Response(status=500, body=f'{{"code": 500, "message": "{message}"}}')
+        assert keydata.answer_kind(keydata_plugin.classify(response), response) == kind
+    busy = Response(status=500, body='{"code": 500, "message": "系统异常"}')
+    assert keydata_plugin.classify(busy).kind == "retry"
+    page = Response(status=502, body="<html>502 Bad Gateway: upstream does not exist</html>")
+    assert keydata_plugin.classify(page).kind == "retry"  # only the platform's own message is read
+
+
+def test_a_refused_first_new_is_not_followed():
+    outcome = keydata.decide(context(), *answer(400, "处理失败"))
+    assert outcome.kind == "reject" and not outcome.follow_up
+
+
 def test_not_found_and_duplicate_words_are_told_apart():
     assert keydata.answer_kind(Outcome("reject", "500", "删除失败：该统计日期没有已上报的数据"), Response(200, "")) == "not_held"
     assert keydata.answer_kind(Outcome("reject", "500", "记录已存在"), Response(200, "")) == "duplicate"

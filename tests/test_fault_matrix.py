@@ -139,6 +139,63 @@ def test_keydata_delivers_each_hour_once_whatever_the_reading_and_the_fault(keyd
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("refusals", ["bare", "http_500"])
+def test_keydata_delivers_each_hour_once_when_refusals_name_no_reason(keydata, refusals, fault, count):
+    # The document defines no error codes or statuses: a platform may refuse an update of a record it does
+    # not hold (or a new one it holds) with a bare "处理失败", or say "不存在" with an HTTP 500.
+    post(keydata.url, "readings", {"update_absent": "reject", "new_existing": "reject", "refusals": refusals})
+    post(keydata.url, "faults", {"inject": [{"fault": fault, "count": count, "seconds": 1.0}]})
+    upload_ids = plan_keydata_hours(range(9, 11))
+    for upload_id in upload_ids:
+        drive(upload_id)
+    assert_keydata_delivered_once(keydata.url, upload_ids)
+
+
+def test_a_500_with_nothing_stored_is_delivered_when_the_refused_update_names_no_reason(keydata):
+    # The seen loss, with a platform that words its "not found" as a bare "处理失败": before, the refused
+    # dataFlag 2 was final and the hour was never delivered.
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "bare"})
+    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}]})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    upload = drive(upload_id)
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    flags = [(r["dataFlag"], r["code"]) for r in
+             requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
+    assert flags == [("2", 400), ("1", 200)]
+    assert keydata_inserts(keydata.url) == {upload.period: 1}
+
+
+def test_a_500_with_nothing_stored_is_delivered_when_the_platform_says_not_found_with_a_500(keydata):
+    # Before, the "不存在" that came with an HTTP 500 was read as a system error: dataFlag 2 again on every
+    # retry, and the hour ended failed, never delivered.
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "http_500"})
+    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}]})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    upload = drive(upload_id)
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    flags = [(r["dataFlag"], r["code"]) for r in
+             requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
+    assert flags == [("2", 500), ("1", 200)]
+    assert keydata_inserts(keydata.url) == {upload.period: 1}
+
+
+def test_a_real_rejection_of_both_flags_is_final_and_a_retry_after_the_fix_delivers(keydata):
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "bare"})
+    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}],
+                                 "reject_field": "presCount", "count": 3})
+    [upload_id] = plan_keydata_hours(range(9, 10))
+    upload = drive(upload_id)
+    assert upload.status == UploadStatus.REJECTED and "presCount" in upload.last_message
+    assert [a.operation_sent for a in upload.attempt_list] == ["new", "update", "new"]
+    post(keydata.url, "faults", {"reset": True})
+    upload = manual_retry(upload_id)
+    assert [a.operation_sent for a in upload.attempt_list][3:] == ["update", "new"]  # from the top again
+    assert_keydata_delivered_once(keydata.url, [upload_id])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("delete_absent", ["reject", "ok"])
 def test_a_withdrawal_under_faults_leaves_nothing_held_and_succeeds(keydata, fault, delete_absent):
@@ -337,6 +394,25 @@ def test_seen_a_2511_is_not_filed_twice_after_a_dropped_connection(platform):
     calls = requests.get(f"{platform}/_sandbox/records", timeout=5).json()["calls"]
     assert calls["2511"] == 1 and calls["5311"] == 1  # asked, found, not filed again
 
+
+
+@pytest.mark.parametrize("query_fault", ["error_before_store", "drop_after_store", "truncated_after_store"])
+def test_a_query_before_refiling_that_fails_is_retried_never_followed_by_a_blind_filing(platform, query_fault):
+    from test_twopath import new_filing
+
+    from plugins.twopath import filings
+
+    post(platform, "readings", {"duplicate_filing": "accept"})
+    post(platform, "faults", {"inject": [{"fault": "drop_after_store", "count": 1, "path": "2511"},
+                                         {"fault": query_fault, "count": 2, "path": "5311"}]})
+    filing = new_filing("twopath", 0)
+    upload = drive(filings.submit(filing, actor="tester", opter="op1", opter_name="经办甲", enqueue=False))
+    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
+    assert len(filings_held(platform)) == 1
+    calls = requests.get(f"{platform}/_sandbox/records", timeout=5).json()["calls"]
+    assert calls["2511"] == 1  # the queries failed twice, then found it: not filed again
+    queries = db.session.query(Upload).filter_by(report_type="twopath.5311").order_by(Upload.id).all()
+    assert [q.status == UploadStatus.SUCCEEDED for q in queries] == [False, False, True]
 
 
 @pytest.mark.parametrize("fault", ["drop_after_store", "error_after_store", "truncated_after_store"])

@@ -15,6 +15,11 @@ retry by the machine, by a person or in bulk runs the same steps::
                                                       may have landed are known to be ours
     1     "重复"                            no          follow-up 2: the platform holds another record for
                                                       this statDate (an earlier upload of the slot): ours wins
+    2     other refusal (first of round)  any         follow-up: send 1 now. The document defines no error
+                                                      codes or words, so "not held" may come in words we
+                                                      cannot read; a 1 is safe either way
+    1|2   other refusal after that        any         reject (both flags refused); the next retry starts
+                                                      again from the top
     3     200                             any         success
     3     "不存在"                          yes         success (the lost withdrawal did arrive)
     3     "不存在"                          no          reject (nothing of ours was held)
@@ -37,6 +42,7 @@ from core.hook_types import Outcome, Response, UploadContext
 NEW, UPDATE, DELETE = "1", "2", "3"
 NEXT_FLAG = "keydata_next_flag"  # result key: the flag the strategy decided the next attempt sends
 LANDED_DIGEST = "keydata_landed_digest"  # result key: digest of figures that may be (or are) held
+UPDATE_REFUSED = "keydata_update_refused"  # result key: a 2 was refused in words we could not read; 1 follows
 
 _NOT_HELD = re.compile(r"不存在|没有已上报|无此|未找到|找不到|查无|not\s*found|not\s*exist", re.I)
 _DUPLICATE = re.compile(r"重复|已存在|已上报|已经上报|已有|already|duplicate|exist", re.I)
@@ -77,6 +83,11 @@ def digest(rows: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
+def names_held_or_not(message: str) -> bool:
+    """Does a platform's message say the record is held ("重复") or not ("不存在")?"""
+    return bool(_NOT_HELD.search(message) or _DUPLICATE.search(message))
+
+
 def answer_kind(outcome: Outcome, response: Response) -> str:
     """"ok", "retry", "not_held", "duplicate" or "reject" for a classified answer."""
     if outcome.kind == "success":
@@ -102,6 +113,8 @@ def decide(upload: UploadContext, response: Response, outcome: Outcome) -> Outco
     ours = digest(upload.rows)
     landed_before = uncertain(upload)
     result = dict(outcome.result)
+    refused_update = bool((upload.result or {}).get(UPDATE_REFUSED))
+    new_round = {UPDATE_REFUSED: None} if refused_update else {}  # an answer other than a refusal
 
     def with_state(o: Outcome, **state: Any) -> Outcome:
         return replace(o, result={**o.result, **state})
@@ -112,16 +125,28 @@ def decide(upload: UploadContext, response: Response, outcome: Outcome) -> Outco
                            message=f"平台已无此记录（前次撤回已生效）：{outcome.message}")
         return outcome
     if kind == "ok":
-        return with_state(outcome, **{NEXT_FLAG: UPDATE, LANDED_DIGEST: ours})
+        return with_state(outcome, **{NEXT_FLAG: UPDATE, LANDED_DIGEST: ours, **new_round})
     if kind == "retry":
-        state = {} if _certainly_not_sent(response) else {NEXT_FLAG: UPDATE, LANDED_DIGEST: ours}
+        state = {} if _certainly_not_sent(response) else {NEXT_FLAG: UPDATE, LANDED_DIGEST: ours, **new_round}
         return with_state(outcome, **state)
+    if kind == "reject":
+        if sent == UPDATE and not refused_update:
+            # The document defines no error codes or words: "not held" may come in words we cannot read.
+            # A 1 is safe either way (held: answered duplicate, or overwritten with the same figures).
+            return with_state(follow_up(outcome, NEW, f"平台拒绝了 dataFlag=2（{outcome.message}），"
+                                                       f"可能是没有该记录；改以 dataFlag=1 新增"),
+                              **{UPDATE_REFUSED: True})
+        if refused_update:
+            # Both refused: a real rejection. The next retry (after the fix) starts from the top again.
+            return replace(outcome, message=f"{outcome.message}（dataFlag=2 与 dataFlag=1 均被拒绝）",
+                           result={**result, NEXT_FLAG: None, UPDATE_REFUSED: None})
+        return outcome
     if sent == UPDATE and kind == "not_held":
         return follow_up(outcome, NEW, f"平台没有该记录（更新不新增）：{outcome.message}；改以 dataFlag=1 新增")
     if sent == NEW and kind == "duplicate":
         held = (upload.result or {}).get(LANDED_DIGEST)
         if landed_before and held == ours:
-            return Outcome("success", code=outcome.code, result={**result, NEXT_FLAG: UPDATE},
+            return Outcome("success", code=outcome.code, result={**result, NEXT_FLAG: UPDATE, **new_round},
                            message=f"前次发送已送达，平台已有该记录：{outcome.message}")
         why = ("前次发送可能已送达，平台已有该记录" if landed_before
                else "平台已有该统计日期的记录（此前的上报）")

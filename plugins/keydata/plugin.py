@@ -10,7 +10,8 @@ Answer classification (``classify``, then ``delivery.decide``):
     no answer / timeout / HTTP 5xx, 408, 429 / body not JSON -> retry (the core's 5 min x 3 policy;
                                                                 later attempts send dataFlag 2)
     code != 200 whose message says the platform is busy      -> retry
-    "不存在" for dataFlag 2, "重复" for dataFlag 1             -> the strategy's follow-up (see delivery)
+    "不存在" for dataFlag 2, "重复" for dataFlag 1             -> the strategy's follow-up (see delivery),
+                                                                also when they come with an HTTP 5xx
     any other code != 200 (decryption, authCode, field...) and other HTTP 4xx -> reject,
                                                                 with the platform's message
 """
@@ -236,6 +237,9 @@ def classify(response: Response) -> Outcome:
     answer = _json_or_none(response.body)
     if response.status >= 500 or response.status in (408, 429):
         detail = answer.get("message") if isinstance(answer, dict) else None
+        if detail and delivery.names_held_or_not(str(detail)):
+            # The document defines no error statuses: "not found" / "duplicate" may come as an HTTP 500.
+            return Outcome("reject", code=f"HTTP {response.status}", message=f"平台 HTTP {response.status}：{detail}")
         return Outcome("retry", code=f"HTTP {response.status}",
                        message=f"平台 HTTP {response.status}" + (f"：{detail}" if detail else ""))
     if not isinstance(answer, dict) or "code" not in answer:

@@ -23,6 +23,9 @@ Endpoints (mounted under /keydata by ``baosong sandbox``):
         update_absent   dataFlag 2 for a record it does not hold: "insert" (default) | "reject" (404 不存在)
         new_existing    dataFlag 1 for a record it holds: "reject" (default, 409 重复) | "overwrite"
         delete_absent   dataFlag 3 for a record it does not hold: "reject" (default, 404) | "ok"
+        refusals        how those refusals are worded: "explained" (default: 409 重复 / 404 不存在) |
+                        "bare" (code 400 "处理失败" for both: the document defines no error codes) |
+                        "http_500" (the explained words, as HTTP 500 with code 500)
     GET    /_sandbox/history                every change to what it holds: key, action
                                             (insert / overwrite / update / delete), dataFlag
 
@@ -52,7 +55,9 @@ READINGS = {
     "update_absent": ("insert", "reject"),
     "new_existing": ("reject", "overwrite"),
     "delete_absent": ("reject", "ok"),
+    "refusals": ("explained", "bare", "http_500"),
 }
+BARE_REFUSAL = (400, "处理失败")
 
 
 class SandboxState:
@@ -136,7 +141,7 @@ def make_app(config: dict) -> Flask:
         if faults.get("timeout_seconds"):
             # The record is kept, the answer comes too late: the client cannot know it arrived.
             time.sleep(float(faults["timeout_seconds"]))
-        return response
+        return (response, 500) if code == 500 else response  # the "http_500" reading of a refusal
 
     def store(kind: str, document: dict) -> tuple[int, str]:
         key = (kind, document["statDate"], str(document.get("departNoExp", "")) if kind == spec.DEPT_DAILY else "")
@@ -155,18 +160,21 @@ def make_app(config: dict) -> Flask:
                                       "action": action, "dataFlag": flag})
                 return 200, "success"
 
+            def refuse(code: int, message: str) -> tuple[int, str]:
+                return {"bare": BARE_REFUSAL, "http_500": (500, message)}.get(readings["refusals"], (code, message))
+
             if flag == "1":
                 if not held:
                     return keep("insert")
                 if readings["new_existing"] == "overwrite":
                     return keep("overwrite")
-                return 409, f"数据重复：{what}已上报，更新请使用 dataFlag=2"
+                return refuse(409, f"数据重复：{what}已上报，更新请使用 dataFlag=2")
             if flag == "2":
                 if held:
                     return keep("update")
                 if readings["update_absent"] == "insert":
                     return keep("insert")
-                return 404, f"更新失败：{what}的数据不存在，请使用 dataFlag=1 新增"
+                return refuse(404, f"更新失败：{what}的数据不存在，请使用 dataFlag=1 新增")
             if held:
                 return keep("delete")
             if readings["delete_absent"] == "ok":
