@@ -312,3 +312,19 @@ def register_commands(cli: Any) -> None:
             def weekly_stats():
                 click.echo("...")
     """
+
+
+@hookspec
+def housekeeping() -> None:
+    """Periodic upkeep, run about once a minute after the sweep by whichever worker ran the sweep
+    (``core.operations.periodic``): resume work a killed process left half done, expire what is due.
+    Keep it short and idempotent (two workers may run it in the same minute); an exception is logged
+    and does not stop the other plugins' upkeep.
+
+    Example::
+
+        @hookimpl
+        def housekeeping():
+            resume_interrupted_exports()
+    """
+

@@ -1,5 +1,6 @@
-"""Housekeeping run after every sweep (core.scheduler.sweep_job, once a minute): alert evaluation and
-the daily retention prune. Each part fails alone, logged, never the sweep."""
+"""Housekeeping run after every sweep (core.scheduler.sweep_job, once a minute): alert evaluation, the
+daily retention prune and each plugin's ``housekeeping`` hook. Each part fails alone, logged, never the
+sweep."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ log = logging.getLogger("baosong.operations")
 
 def periodic() -> None:
     from core import alerts, retention
+    from core.plugins import registry
 
-    for name, step in (("alerts", alerts.evaluate), ("retention", retention.prune_if_due)):
+    steps = [("alerts", alerts.evaluate), ("retention", retention.prune_if_due)]
+    steps += [(f"housekeeping of {impl.plugin_name}", impl.function)
+              for impl in registry().pm.hook.housekeeping.get_hookimpls()]
+    for name, step in steps:
         try:
             step()
         except Exception:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from test_web_support import PATIENT_ID, csrf_from, install_webtest, login, make_user, plan_and_send
 
-from core import clock, settings
+from core import clock, ledger, settings
 from core.db import db
 from core.models import AuditLog, HeldBack, Task, Upload, UploadStatus
 
@@ -346,6 +346,44 @@ def test_bulk_retry_runs_in_chunks_and_can_be_stopped(app, webtest):
     stopped.status = "stopped"
     db.session.commit()
     assert run_bulk_retry(stopped.id) == {"skipped": True}
+
+
+def test_a_bulk_retry_whose_worker_was_killed_is_resumed_from_where_it_got_to(app, webtest, work, redis_conn):
+    """A worker killed in the middle of a bulk retry (or a flushed Redis) left it 进行中 with no job: the
+    admin's housekeeping, run after every sweep, enqueues it again and it goes on after what it had done."""
+    from core.operations import periodic
+    from core.pipeline import sweep
+    from web.models import BulkRetry
+    from web.retries import ALIVE_KEY, resume_interrupted, run_bulk_retry
+
+    webtest.failing = True
+    settings.set_flag("retry_max", "0")
+    db.session.commit()
+    ids = plan_and_send(6)
+    webtest.failing = False
+    # What the killed run left: its first step committed (two marked, counted), nothing enqueued.
+    for upload_id in ids[:2]:
+        ledger.mark_for_manual_retry(db.session.get(Upload, upload_id))
+    job = BulkRetry(filters={"ids": ids}, total=6, done=2, created_by="t", status="running")
+    db.session.add(job)
+    db.session.commit()
+
+    redis_conn.set(ALIVE_KEY.format(job.id), "1", ex=60)  # while a run holds it, it is not resumed
+    assert resume_interrupted() == []
+    assert run_bulk_retry(job.id) == {"skipped": True, "running": True}  # and a second run does not start
+    redis_conn.delete(ALIVE_KEY.format(job.id))  # the killed run's key expires
+
+    periodic()
+    assert resume_interrupted() == []  # enqueued once: the waiting job is seen
+    work()  # the resumed bulk (marks the last four), then their attempts
+    sweep()  # the two the killed run marked but never enqueued
+    work()
+    db.session.expire_all()
+    job = db.session.get(BulkRetry, job.id)
+    assert (job.status, job.done, job.skipped) == ("done", 6, 0)
+    assert {db.session.get(Upload, i).status for i in ids} == {UploadStatus.SUCCEEDED}
+    assert len(webtest.accepted) == 6  # each upload sent once: nothing re-marked twice
+    assert not redis_conn.exists(ALIVE_KEY.format(job.id))
 
 
 def test_stop_automatic_retries_switch(app):

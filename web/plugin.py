@@ -1,5 +1,5 @@
 """The admin registers itself with the core the way every plugin does (entry point ``baosong.plugins``):
-its tables (``web.models``, so migrations cover them) and its commands. The core never imports ``web``."""
+its tables (``web.models``, so migrations cover them), its commands and its upkeep. The core never imports ``web``."""
 
 from __future__ import annotations
 
@@ -14,3 +14,10 @@ def register_commands(cli) -> None:
     for command in COMMANDS:
         if command.name not in cli.commands:
             cli.add_command(command)
+
+
+@hookimpl
+def housekeeping() -> None:
+    from web.retries import resume_interrupted
+
+    resume_interrupted()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
@@ -36,6 +37,11 @@ BULK_CHUNK = 50  # uploads marked and enqueued per step
 BULK_PAUSE_SECONDS = 0.5  # between steps, so a thousand retries do not hit the regulator at once
 BULK_MAX = 100_000  # one bulk retry at most; narrow the filter for more
 BREAKDOWN_MAX = 20_000  # above this many, progress shows marking only (no per-status breakdown)
+# A running bulk retry holds this key, refreshed every step; without it (its worker was killed, Redis was
+# flushed) the admin's housekeeping resumes the bulk from where it got to.
+ALIVE_KEY = "baosong:bulk-retry:{}:alive"
+ALIVE_SECONDS = 120
+RESUME_AFTER_SECONDS = 120  # a bulk queued this recently may simply not have been picked up yet
 
 
 def _failure_statuses() -> list[tuple[str, str]]:
@@ -97,10 +103,14 @@ def bulk():
     return redirect(url_for("retries.progress_page", bulk_id=job.id))
 
 
+def _bulk_job_id(bulk_id: int) -> str:
+    return f"bulk-retry-{bulk_id}"
+
+
 def _enqueue_bulk(bulk_id: int) -> str:
     from core.queue import queue
 
-    job = queue().enqueue("web.retries.bulk_retry_job", bulk_id, job_id=f"bulk-retry-{bulk_id}",
+    job = queue().enqueue("web.retries.bulk_retry_job", bulk_id, job_id=_bulk_job_id(bulk_id),
                           result_ttl=3600, failure_ttl=86400, job_timeout=3600)
     return job.id
 
@@ -119,7 +129,9 @@ def bulk_retry_job(bulk_id: int) -> dict:
 
 
 def run_bulk_retry(bulk_id: int, *, chunk: int | None = None, pause: float | None = None) -> dict:
-    """Mark and enqueue the bulk's uploads in chunks, pausing between them; stops when asked to."""
+    """Mark and enqueue the bulk's uploads in chunks, pausing between them; stops when asked to. Each
+    step commits its marks with the progress counters, so a run that was killed resumes after what it
+    had done (``resume_interrupted``); one run at a time holds the bulk's alive key."""
     from core.queue import enqueue_upload
 
     chunk = chunk or BULK_CHUNK
@@ -127,15 +139,19 @@ def run_bulk_retry(bulk_id: int, *, chunk: int | None = None, pause: float | Non
     job = db.session.get(BulkRetry, bulk_id)
     if job is None or job.finished:
         return {"skipped": True}
+    if not _hold(bulk_id, first=True):
+        return {"skipped": True, "running": True}
     ids: list[int] = list((job.filters or {}).get("ids") or [])
     job.status = "running"
     db.session.commit()
     redis_failed = False
     try:
-        for start in range(0, len(ids), chunk):
+        while True:
             db.session.refresh(job)
-            if job.status == "stopped":
+            start = job.done + job.skipped  # where this bulk got to, whoever ran it
+            if job.status == "stopped" or start >= len(ids):
                 break
+            _hold(bulk_id)
             uploads = db.session.execute(
                 sa.select(Upload).where(Upload.id.in_(ids[start:start + chunk])).order_by(Upload.id)
             ).scalars().all()
@@ -166,7 +182,60 @@ def run_bulk_retry(bulk_id: int, *, chunk: int | None = None, pause: float | Non
         log.exception("bulk retry %s failed", bulk_id)
     job.finished_at = clock.utc_naive(clock.now())
     db.session.commit()
+    _release(bulk_id)
     return {"done": job.done, "skipped": job.skipped, "status": job.status}
+
+
+def _hold(bulk_id: int, *, first: bool = False) -> bool:
+    """Take (``first``) or refresh the bulk's alive key. Without Redis (the admin's own thread runs the
+    bulk then) it runs unheld: False only when another run holds the key."""
+    from core.queue import connection
+
+    try:
+        conn = connection()
+        if first:
+            return bool(conn.set(ALIVE_KEY.format(bulk_id), "1", nx=True, ex=ALIVE_SECONDS))
+        conn.set(ALIVE_KEY.format(bulk_id), "1", ex=ALIVE_SECONDS)
+    except Exception:  # Redis down: the thread path; the sweep enqueues the marked uploads later
+        pass
+    return True
+
+
+def _release(bulk_id: int) -> None:
+    from core.queue import connection
+
+    try:
+        connection().delete(ALIVE_KEY.format(bulk_id))
+    except Exception:
+        pass
+
+
+def resume_interrupted() -> list[int]:
+    """Bulk retries left unfinished with no run holding them and no job waiting for them (a killed
+    worker, a flushed Redis): enqueued again, to go on from where they got to. Returns their ids."""
+    from rq.job import Job
+
+    from core.queue import connection, forget_job, queue
+
+    conn = connection()
+    waiting = {job_id.decode() if isinstance(job_id, bytes) else job_id
+               for job_id in conn.lrange(queue().key, 0, -1)}
+    recent = clock.utc_naive(clock.now()) - timedelta(seconds=RESUME_AFTER_SECONDS)
+    resumed = []
+    for bulk in db.session.execute(sa.select(BulkRetry).where(BulkRetry.status.in_(("queued", "running")))
+                                   .order_by(BulkRetry.id)).scalars():
+        job_id = _bulk_job_id(bulk.id)
+        if conn.exists(ALIVE_KEY.format(bulk.id)) or job_id in waiting:
+            continue
+        if bulk.status == "queued" and bulk.created_at > recent:
+            continue
+        if conn.exists(Job.key_for(job_id)):
+            forget_job(job_id)
+        _enqueue_bulk(bulk.id)
+        resumed.append(bulk.id)
+        log.warning("bulk retry %s was interrupted at %s of %s: resumed", bulk.id, bulk.done + bulk.skipped,
+                    bulk.total)
+    return resumed
 
 
 def _breakdown(job: BulkRetry) -> tuple[dict[str, int], int] | None:
