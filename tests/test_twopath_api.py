@@ -121,3 +121,24 @@ def test_an_admin_issues_a_token_shown_once_and_stored_hashed(platform, app):  #
     stored = db.session.execute(sa.select(ApiToken)).scalar_one()
     assert token not in stored.token_hash and len(stored.token_hash) == 64
     assert app.test_client().get("/twopath/api/items?kind=twopath", headers=_bearer(token)).status_code == 200
+
+
+def test_an_admin_withdraws_a_token_and_the_mini_program_is_refused_from_then_on(platform, app):  # noqa: F811
+    from core.models import AuditLog
+    from plugins.twopath.models import ApiToken
+
+    token = _token("dr-li", "operator", opter="1002")
+    client = app.test_client()
+    assert client.get("/twopath/api/items?kind=twopath", headers=_bearer(token)).status_code == 200
+    admin = login(app, "admin")
+    page = admin.get("/twopath/doctors").get_data(as_text=True)
+    stored = db.session.execute(sa.select(ApiToken)).scalar_one()
+    assert f"/twopath/doctors/tokens/{stored.id}/revoke" in page and "最近使用" in page and token not in page
+    assert app.test_client().post(f"/twopath/doctors/tokens/{stored.id}/revoke").status_code in (302, 400, 403)
+    db.session.expire_all()
+    assert db.session.get(ApiToken, stored.id).revoked_at is None  # no CSRF token, no login: nothing changed
+    done = admin.post(f"/twopath/doctors/tokens/{stored.id}/revoke")
+    assert done.status_code == 302
+    assert client.get("/twopath/api/items?kind=twopath", headers=_bearer(token)).status_code == 401
+    assert f"/twopath/doctors/tokens/{stored.id}/revoke" not in admin.get("/twopath/doctors").get_data(as_text=True)
+    assert db.session.execute(sa.select(AuditLog).filter_by(action="twopath.api_token_revoke")).scalar_one()

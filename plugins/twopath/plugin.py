@@ -203,7 +203,7 @@ def migrations_location() -> str:
 @hookimpl
 def register_audit_actions() -> dict[str, str]:
     return {
-        "twopath.api_token": "签发小程序接口令牌", "twopath.catalogue_1309": "下载慢特病种目录（1309）",
+        "twopath.api_token": "签发小程序接口令牌", "twopath.api_token_revoke": "停用小程序接口令牌", "twopath.catalogue_1309": "下载慢特病种目录（1309）",
         "twopath.doctor_grant": "授予医生权限", "twopath.doctor_revoke": "撤销医生权限",
         "twopath.sheet": "下载双通道申请表",
     }

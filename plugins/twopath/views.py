@@ -529,8 +529,20 @@ def catalogue_apply():
 @bp.get("/doctors")
 @require_role(Role.ADMIN)
 def doctors():
+    return _doctors_page()
+
+
+def _doctors_page(**context):
+    """The doctor-permission page: users, and each user's API tokens still in force."""
+    from plugins.twopath.models import ApiToken
+
     users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
-    return render_template("twopath/doctors.html", users=users, found=None, error=None)
+    tokens: dict[int, list] = {}
+    for token in db.session.execute(sa.select(ApiToken).where(ApiToken.revoked_at.is_(None))
+                                    .order_by(ApiToken.id)).scalars():
+        tokens.setdefault(token.user_id, []).append(token)
+    context = {"found": None, "error": None, **context}
+    return render_template("twopath/doctors.html", users=users, tokens=tokens, **context)
 
 
 @bp.post("/doctors/lookup")
@@ -538,7 +550,6 @@ def doctors():
 def doctor_lookup():
     """The doctor by HIS 工号 (configurable SQL ``twopath.2511:doctor``), to confirm before granting."""
     code = request.form.get("doctor_code", "").strip()
-    users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
     found, error = None, None
     try:
         rows = _his("2511", "doctor", doctor_code=code) if code else []
@@ -546,8 +557,7 @@ def doctor_lookup():
         error = None if found else "HIS 中没有该工号的医生"
     except Exception as exc:  # no HIS, or the hospital's SQL
         error = f"HIS 医生查询失败：{exc}"
-    return render_template("twopath/doctors.html", users=users, found=found, error=error,
-                           chosen_user=request.form.get("user_id", type=int))
+    return _doctors_page(found=found, error=error, chosen_user=request.form.get("user_id", type=int))
 
 
 @bp.post("/doctors/grant")
@@ -596,9 +606,26 @@ def api_token(user_id: int):
     token = api.issue_token(user, label=request.form.get("label", "小程序")[:80], created_by=_actor())
     audit.record("twopath.api_token", user.username)
     db.session.commit()
-    users = db.session.execute(sa.select(User).order_by(User.username)).scalars().all()
-    return render_template("twopath/doctors.html", users=users, found=None, error=None, new_token=token,
-                           token_user=user)
+    return _doctors_page(new_token=token, token_user=user)
+
+
+@bp.post("/doctors/tokens/<int:token_id>/revoke")
+@require_role(Role.ADMIN)
+def api_token_revoke(token_id: int):
+    """Withdraw an API token (a lost phone, a mini-program retired): refused from its next request on."""
+    from plugins.twopath.models import ApiToken
+
+    token = db.session.get(ApiToken, token_id) or abort(404)
+    user = db.session.get(User, token.user_id)
+    name = user.username if user else str(token.user_id)
+    if token.revoked_at is None:
+        token.revoked_at = clock.utc_naive(clock.now())
+        audit.record("twopath.api_token_revoke", name, before={"label": token.label})
+        db.session.commit()
+        flash(f"已停用 {name} 的接口令牌「{token.label}」：小程序用它的请求将被拒绝", "ok")
+    else:
+        flash("该令牌已经停用", "ok")
+    return redirect(url_for("twopath.doctors"))
 
 
 # --- log search and statistics ---------------------------------------------------------------------------
