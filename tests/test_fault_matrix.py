@@ -153,31 +153,20 @@ def test_keydata_delivers_each_hour_once_when_refusals_name_no_reason(keydata, r
     assert_keydata_delivered_once(keydata.url, upload_ids)
 
 
-def test_a_500_with_nothing_stored_is_delivered_when_the_refused_update_names_no_reason(keydata):
-    # The seen loss, with a platform that words its "not found" as a bare "处理失败": before, the refused
-    # dataFlag 2 was final and the hour was never delivered.
-    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "bare"})
+@pytest.mark.parametrize("refusals,refused_status", [("bare", 400), ("http_500", 500)])
+def test_a_500_with_nothing_stored_is_delivered_whatever_words_refuse_the_update(keydata, refusals,
+                                                                                 refused_status):
+    # The seen loss, with a platform that words its "not found" as a bare "处理失败" (before, the refused
+    # dataFlag 2 was final) or says "不存在" with an HTTP 500 (before, read as a system error: dataFlag 2
+    # again on every retry, and the hour ended failed, never delivered).
+    post(keydata.url, "readings", {"update_absent": "reject", "refusals": refusals})
     post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}]})
     [upload_id] = plan_keydata_hours(range(9, 10))
     upload = drive(upload_id)
     assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
     flags = [(r["dataFlag"], r["code"]) for r in
              requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
-    assert flags == [("2", 400), ("1", 200)]
-    assert keydata_inserts(keydata.url) == {upload.period: 1}
-
-
-def test_a_500_with_nothing_stored_is_delivered_when_the_platform_says_not_found_with_a_500(keydata):
-    # Before, the "不存在" that came with an HTTP 500 was read as a system error: dataFlag 2 again on every
-    # retry, and the hour ended failed, never delivered.
-    post(keydata.url, "readings", {"update_absent": "reject", "refusals": "http_500"})
-    post(keydata.url, "faults", {"inject": [{"fault": "error_before_store", "count": 1}]})
-    [upload_id] = plan_keydata_hours(range(9, 10))
-    upload = drive(upload_id)
-    assert upload.status == UploadStatus.SUCCEEDED, upload.last_message
-    flags = [(r["dataFlag"], r["code"]) for r in
-             requests.get(f"{keydata.url}/_sandbox/requests", timeout=5).json()["requests"]]
-    assert flags == [("2", 500), ("1", 200)]
+    assert flags == [("2", refused_status), ("1", 200)]
     assert keydata_inserts(keydata.url) == {upload.period: 1}
 
 

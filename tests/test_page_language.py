@@ -130,16 +130,23 @@ def test_the_excel_export_names_the_operation_in_chinese(app, webtest):
     assert values and values <= {"新增", "更新", "删除/撤回"}
 
 
-def test_update_and_withdraw_are_not_offered_for_an_upload_that_never_landed(app):
+def _hospital_daily_upload(status: str, idempotency_key: str):
     from core.db import db
-    from core.models import Upload, UploadStatus
-    from plugins.keydata import plugin
+    from core.models import Upload
 
     upload = Upload(report_type="keydata.hospital_daily", business_key="2025/02/17 07:59:59",
-                    period="2025/02/17 07:59:59", status=UploadStatus.REJECTED, idempotency_key="x",
+                    period="2025/02/17 07:59:59", status=status, idempotency_key=idempotency_key,
                     search_text="", rows=[{"visits": 1}])
     db.session.add(upload)
     db.session.commit()
+    return upload
+
+
+def test_update_and_withdraw_are_not_offered_for_an_upload_that_never_landed(app):
+    from core.models import UploadStatus
+    from plugins.keydata import plugin
+
+    upload = _hospital_daily_upload(UploadStatus.REJECTED, "x")
     actions = {a.name: a for a in plugin.upload_actions(upload)}
     assert actions["resend"].unavailable and "重试" in actions["resend"].unavailable
     assert actions["withdraw"].unavailable
@@ -152,11 +159,7 @@ def test_the_detail_page_shows_update_and_withdraw_disabled_and_refuses_them_bef
     from core.db import db
     from core.models import Upload, UploadStatus
 
-    upload = Upload(report_type="keydata.hospital_daily", business_key="2025/02/17 07:59:59",
-                    period="2025/02/17 07:59:59", status=UploadStatus.FAILED, idempotency_key="y",
-                    search_text="", rows=[{"visits": 1}])
-    db.session.add(upload)
-    db.session.commit()
+    upload = _hospital_daily_upload(UploadStatus.FAILED, "y")
     operator = login(app, "operator")
     page = operator.get(f"/uploads/{upload.id}").get_data(as_text=True)
     for label in ("更新重发（dataFlag=2）", "撤回（dataFlag=3）"):
