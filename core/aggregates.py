@@ -217,19 +217,23 @@ def _replace_indicator(deltas: dict, report_type: str, day: date, department: st
     department-day take turns; a concurrent first insert waits, then finds the row); SQLite has one
     writer anyway."""
     table = StatIndicator.__table__
-    inserted = db.session.execute(
-        _insert(table).values(report_type=report_type, day=day, department=department, period=period,
-                              upload_id=upload_id, figures=values)
-        .on_conflict_do_nothing().returning(table.c.upload_id)
-    ).first()
-    if inserted is not None:
-        indicator_deltas(deltas, report_type, day, values, +1)
-        return
     query = sa.select(StatIndicator).where(StatIndicator.report_type == report_type, StatIndicator.day == day,
                                            StatIndicator.department == department)
     if db.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    current = db.session.execute(query).scalar_one()
+    # Most finishes replace the day's row (an hourly report sends the day's running totals): read it
+    # first, insert only the day's first.
+    current = db.session.execute(query).scalar_one_or_none()
+    if current is None:
+        inserted = db.session.execute(
+            _insert(table).values(report_type=report_type, day=day, department=department, period=period,
+                                  upload_id=upload_id, figures=values)
+            .on_conflict_do_nothing().returning(table.c.upload_id)
+        ).first()
+        if inserted is not None:
+            indicator_deltas(deltas, report_type, day, values, +1)
+            return
+        current = db.session.execute(query).scalar_one()  # a concurrent first insert won; it is locked now
     if (period, upload_id) <= (current.period, current.upload_id):
         return
     indicator_deltas(deltas, report_type, day, current.figures or {}, -1)

@@ -100,12 +100,13 @@ def watermark(name: str, default: str = "") -> str:
     return mark.value if mark else default
 
 
-def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
-    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``. The caller
-    commits (with the attempt's own row, in the same transaction) and reads the upload afresh
-    (``populate_existing``): a loaded copy is not updated."""
+def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> Upload | None:
+    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``: the upload as
+    the claim left it (one ``UPDATE … RETURNING``), or None when it is not runnable with that many
+    attempts (another worker has it, or it moved on). The caller commits (with the attempt's own row,
+    in the same transaction)."""
     now = _now()
-    result = db.session.execute(
+    claimed = db.session.execute(
         sa.update(Upload)
         .where(
             Upload.id == upload_id,
@@ -119,12 +120,13 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> bool:
             next_retry_at=None,
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)  # the caller reads the claimed row afresh
-    )
-    if result.rowcount != 1:
+        .returning(Upload)
+        # A copy already loaded in the session takes the claimed row's values.
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).scalar_one_or_none()
+    if claimed is None:
         db.session.rollback()
-        return False
-    return True
+    return claimed
 
 
 def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_interval: int,

@@ -87,9 +87,9 @@ _FOLLOW_UP = "follow_up"
 def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) -> str:
     policy = settings.flags()
     lease_seconds = int(policy["send_lease_seconds"])
-    if not ledger.claim(upload_id, expected_attempts, lease_seconds):
+    upload = ledger.claim(upload_id, expected_attempts, lease_seconds)
+    if upload is None:
         return "skipped"
-    upload = db.session.get(Upload, upload_id, populate_existing=True)  # as the claim left it
     reg = registry()
     earlier = [] if upload.attempts <= 1 else list(db.session.execute(
         sa.select(Attempt).where(Attempt.upload_id == upload.id, Attempt.number < upload.attempts)
