@@ -17,10 +17,16 @@ from core.errors import ConfigurationError
 PRODUCTION = "production"
 
 
+_made_instance_dirs: set[Path] = set()
+
+
 def instance_dir() -> Path:
-    """Where a deployment keeps its local state (SQLite files, the secret key); outside git."""
+    """Where a deployment keeps its local state (SQLite files, the secret key); outside git. Made once
+    per process (every attempt asks for it, through the configuration)."""
     path = Path(os.environ.get("BAOSONG_INSTANCE", Path.cwd() / "instance"))
-    path.mkdir(parents=True, exist_ok=True)
+    if path not in _made_instance_dirs:
+        path.mkdir(parents=True, exist_ok=True)
+        _made_instance_dirs.add(path)
     return path
 
 
