@@ -110,3 +110,56 @@ def test_stopping_automatic_retries_is_confirmed_a_refusal_changes_nothing_and_t
     page.wait_for_load_state("networkidle")
     db.session.expire_all()
     assert settings.flag("auto_retry_stopped") == "0" and not asked
+
+
+def test_preview_export_audit_filter_error_pages_and_ages_as_a_person_meets_them(app, maptest, page, tmp_path):
+    """The rest of the round's flows in the browser: a field-mapping preview with no change note, the
+    upload log's Excel download with the operation in Chinese, the audit log filtered by a Chinese action
+    name, a Chinese page for an address that does not exist, and an old failure on the dashboard with the date it started."""
+    from datetime import timedelta
+
+    import openpyxl
+
+    from core import aggregates, clock
+    from core.models import Upload, UploadStatus
+
+    log_in(page, "amy", "admin")
+    page.goto(page.base + "/config/fields/maptest.visits")
+    page.fill("input[name='rules-0-target']", "visits")
+    page.fill("input[name='rules-0-source']", "cnt")
+    page.click("#preview-form button[type=submit]")  # 修改说明 left empty
+    page.wait_for_selector("#field-preview :text('表单中未保存的规则')")
+    assert "报文" in page.locator("#field-preview").inner_text()
+
+    old = clock.utc_naive(clock.now() - timedelta(days=400))
+    failed = Upload(report_type="maptest.visits", business_key="old", period="2024-10-01",
+                    status=UploadStatus.FAILED, idempotency_key="old", search_text="old", rows=[],
+                    operation="new", created_at=old, updated_at=old, finished_at=old,
+                    last_message="平台拒绝：字段缺失")
+    db.session.add(failed)
+    db.session.flush()
+    aggregates.settle(failed)  # counted as core.ledger would have
+    db.session.commit()
+    page.goto(page.base + "/uploads/")
+    with page.expect_download() as download:
+        page.click("a:text('导出 Excel')")
+    path = tmp_path / "uploads.xlsx"
+    download.value.save_as(path)
+    sheet = openpyxl.load_workbook(path).active
+    header = [c.value for c in sheet[1]]
+    assert "新增" in {row[header.index("操作")].value for row in sheet.iter_rows(min_row=2)}
+
+    page.goto(page.base + "/users/audit")
+    page.select_option("select[name=action]", label="登录")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    text = page.locator("main").inner_text()
+    assert "登录" in text and "auth.login" not in text
+
+    answer = page.goto(page.base + "/no-such-page")
+    assert answer.status == 404 and "页面不存在" in page.locator("body").inner_text()
+    assert "Not Found" not in page.content()
+
+    page.goto(page.base + "/")  # an old failure says since when, as a date
+    since = clock.from_db(old).astimezone(clock.default_timezone()).strftime("%Y-%m-%d")
+    page.wait_for_function(f"document.body.innerText.includes('最早自 {since}')", timeout=15_000)
