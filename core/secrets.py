@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from core.errors import ConfigurationError
+from core.masking import mask_text
 
 _PREFIX = "enc:"
 
@@ -99,8 +100,6 @@ class RedactingFilter(logging.Filter):
         return True
 
     def _clean(self, text: str) -> str:
-        from core.masking import mask_text
-
         if self.secrets:
             text = redact(text, list(self.secrets)) or ""
         return mask_text(text) or ""

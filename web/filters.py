@@ -55,15 +55,9 @@ def cron_words(expression: str | None) -> str:
     return describe(expression)
 
 
-def shown_text(text: str | None) -> str:
-    """Free text from outside (an HIS or platform error, a flashed message): ID-number and phone shaped
-    numbers masked for roles that may not see patient identifiers."""
-    from web.helpers import shown_text as shown
-
-    return shown(text)
-
-
 def register(app: Flask) -> None:
+    from web.helpers import shown_text  # free text from outside (HIS, platform, flashes), masked by role
+
     app.add_template_filter(shown_text, "shown_text")
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(thousands, "thousands")
