@@ -1,7 +1,7 @@
 """A soak: 1,000 uploads (keydata hours and Shangrao batches) sent by real `baosong worker` processes
-that are SIGKILLed every few seconds, against sandboxes that read their documents the hard way (an
-update does not insert, a repeated new is refused, a refused msgid is taken) and throw every fault
-at random (lost answers after storing, dropped connections, truncated bodies, slow answers, 500s).
+that are SIGKILLed every few seconds and at each tenth of the way, against sandboxes that read their
+documents the hard way (an update does not insert, a repeated new is refused, a refused msgid is taken)
+and throw every fault at random (lost answers after storing, dropped connections, truncated bodies, slow answers, 500s).
 Asserted from the sandboxes' own records: 0 lost, 0 stored twice, 0 falsely final, 0 stuck.
 
 The test process plays the scheduler's part: it runs the sweep every second (retries are due at once
@@ -174,6 +174,9 @@ def test_a_thousand_uploads_through_killed_workers_and_faults_land_exactly_once(
     kills = 0
     started = time.monotonic()
     next_kill = started + KILL_EVERY_SECONDS
+    # Also a kill each tenth of the uploads, so that fast workers are killed as often as slow ones.
+    kill_step = max(1, total // 10)
+    next_kill_done = kill_step
     try:
         while True:
             counts = statuses()
@@ -184,13 +187,14 @@ def test_a_thousand_uploads_through_killed_workers_and_faults_land_exactly_once(
             sending = sending_pids()
             # A worker is busy when it (the in-process worker) or one of its work-horses (--fork) is sending.
             busy = [i for i, w in enumerate(workers) if w.pid in sending or set(children_of(w.pid)) & sending]
-            if KILL_EVERY_SECONDS and busy and time.monotonic() >= next_kill:
+            if KILL_EVERY_SECONDS and busy and (time.monotonic() >= next_kill or done >= next_kill_done):
                 index = chooser.choice(busy)
                 dead.update(kill(workers[index]))
                 kills += 1
                 db.session.remove()
                 workers[index] = start_worker()
                 next_kill = time.monotonic() + KILL_EVERY_SECONDS
+                next_kill_done = done + kill_step
             for index, worker in enumerate(workers):
                 if worker.poll() is not None:  # a worker that died by itself is restarted, and counted
                     workers[index] = start_worker()
