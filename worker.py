@@ -50,6 +50,12 @@ def _stop_aware(worker_type: type) -> type:
     """The RQ worker class, told of a stop request that came before its handlers replaced ours."""
 
     class StopAwareWorker(worker_type):
+        def request_stop(self, signum, frame) -> None:
+            from core.queue import note_stop_requested
+
+            note_stop_requested()
+            super().request_stop(signum, frame)
+
         def _install_signal_handlers(self) -> None:
             super()._install_signal_handlers()
             if _stop_signalled:

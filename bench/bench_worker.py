@@ -4,9 +4,11 @@ against the keydata sandbox (a real HTTP server in its own process), until every
     python bench/bench_worker.py                      # 400 slots, 1 worker then 2 workers, SQLite
     python bench/bench_worker.py --slots 1000 --workers 1 2 4 --fork
     python bench/bench_worker.py --db postgres --pg-url postgresql://postgres@127.0.0.1:5432/test_h8
+    python bench/bench_worker.py --slots 1500 --repeat 3   # 1, 2, 1, 2, 1, 2 workers; medians
 
 Uploads/s is counted from the first attempt's start to the last attempt's end in the ledger (worker
-start-up excluded; printed apart). ``--fork`` also measures RQ's forking worker for comparison.
+start-up excluded; printed apart). With ``--repeat``, the worker counts take turns round after round
+(a machine that slows down for a while slows every count alike) and the medians are compared. ``--fork`` also measures RQ's forking worker for comparison.
 ``--profile`` runs one in-process worker under cProfile and prints where an upload's time goes.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slots", type=int, default=400, help="uploads per measurement")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every worker count, taking turns")
     parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker (1 worker)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test_h8")
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_port(port)
         app = create_app()
         offset = 1
-        runs = [(n, False) for n in args.workers] + ([(1, True)] if args.fork else [])
+        runs = [(n, False) for _ in range(args.repeat) for n in args.workers] + ([(1, True)] if args.fork else [])
         for workers, fork in runs:
             slots = args.slots if not fork else max(50, args.slots // 5)
             ids = _plan(app, offset, slots)
@@ -257,9 +261,18 @@ def main(argv: list[str] | None = None) -> int:
             from bench_upload_log import _driver_url, _pg_schema
 
             _pg_schema(_driver_url(args.pg_url), schema, create=False)
-    simple = {r["workers"]: r["per_s"] for r in results if r["kind"] == "simple"}
-    if 1 in simple and 2 in simple and simple[1]:
-        print(f"scaling: 2 workers = {simple[2] / simple[1]:.2f} x 1 worker")
+    simple: dict[int, list[float]] = {}
+    for r in results:
+        if r["kind"] == "simple":
+            simple.setdefault(r["workers"], []).append(r["per_s"])
+    if args.repeat > 1:
+        for workers, rates in sorted(simple.items()):
+            print(f"{workers} worker(s) over {len(rates)} rounds: median {statistics.median(rates):.1f} uploads/s "
+                  f"(min {min(rates):.1f}, max {max(rates):.1f})")
+    if simple.get(1) and simple.get(2):
+        ratio = statistics.median(simple[2]) / statistics.median(simple[1])
+        rounds = [f"{two / one:.2f}" for one, two in zip(simple[1], simple[2], strict=False) if one]
+        print(f"scaling: 2 workers = {ratio:.2f} x 1 worker" + (f" (by round: {', '.join(rounds)})" if len(rounds) > 1 else ""))
     return 0
 
 

@@ -51,6 +51,34 @@ def run_upload(upload_id: int, expected_attempts: int) -> str:
         return attempt(upload_id, expected_attempts)
 
 
+def run_uploads(members: list[tuple[int, int]]) -> dict[int, str]:
+    """RQ job entry for a batch (``core.queue.enqueue_uploads``): each upload's attempt in turn, each
+    claimed and committed on its own. One that raises is left as a single job would leave it (unclaimed,
+    or SENDING under a lease the sweep recovers) and the batch goes on. Returns the statuses by id."""
+    from rq.timeouts import JobTimeoutException
+
+    from core.app import process_app
+    from core.queue import enqueue_uploads, stop_requested
+
+    statuses: dict[int, str] = {}
+    with process_app().app_context():
+        for index, (upload_id, expected_attempts) in enumerate(members):
+            if stop_requested():  # a warm shutdown waits for this job: the rest go back to the queue
+                rest = members[index:]
+                enqueue_uploads([i for i, _ in rest], [n for _, n in rest], bulk=True, live=set())
+                log.info("worker stopping: %s uploads of the batch handed back to the queue", len(rest))
+                break
+            try:
+                statuses[upload_id] = attempt(upload_id, expected_attempts)
+            except JobTimeoutException:
+                raise
+            except Exception:
+                log.exception("upload %s: the attempt failed in its batch; the sweep takes it up", upload_id)
+                db.session.rollback()
+                statuses[upload_id] = "error"
+    return statuses
+
+
 def attempt(upload_id: int, expected_attempts: int) -> str:
     """Claim and run one attempt, and the follow-ups its plugin asks for (at most MAX_FOLLOW_UPS in a
     row). Returns the upload's status afterwards ("skipped" if not claimed)."""
@@ -317,10 +345,9 @@ def sweep(now=None) -> dict[str, int]:
         batch = ledger.forgotten_pending(now_utc - timedelta(seconds=60), limit=2000, after_id=after_id)
         if not batch:
             break
-        for upload_id, attempts in batch:
-            if queue.upload_job_id(upload_id, attempts) not in live and queue.enqueue_upload(
-                    upload_id, attempts, bulk=True, live=live):
-                counts["requeued"] += 1
+        forgotten = [(i, n) for i, n in batch if queue.upload_job_id(i, n) not in live]
+        queue.enqueue_uploads([i for i, _ in forgotten], [n for _, n in forgotten], bulk=True, live=live)
+        counts["requeued"] += len(forgotten)
         after_id = batch[-1][0]
     resumed = resume_stalled_backfills(now)
     if resumed:

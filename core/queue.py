@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 
 import redis
@@ -66,6 +67,42 @@ def upload_job_id(upload_id: int, expected_attempts: int) -> str:
     return f"upload-{upload_id}-a{expected_attempts}"
 
 
+# Uploads planned together (an hour's departments, a back-fill) run as jobs of up to this many: an RQ
+# job costs the worker about as much CPU and Redis traffic as an attempt itself, so a batch halves a
+# worker's cost per upload. Each upload in it is still claimed, leased and finished on its own.
+BATCH_UPLOADS = 20
+_BATCH_PREFIX = "uploads-"
+
+
+_stopping = threading.Event()
+
+
+def note_stop_requested() -> None:
+    """The worker was asked to stop (warm shutdown): a batch hands back what it has not begun."""
+    _stopping.set()
+
+
+def stop_requested() -> bool:
+    return _stopping.is_set()
+
+
+def batch_job_id(members: list[tuple[int, int]]) -> str:
+    """The job id of a batch names every (upload id, expected attempts) it holds, so whether an
+    upload's attempt will still run is read from the queues alone (``live_job_ids``)."""
+    return _BATCH_PREFIX + "-".join(f"{upload_id}a{attempts}" for upload_id, attempts in members)
+
+
+def batch_members(job_id: str) -> list[tuple[int, int]]:
+    if not job_id.startswith(_BATCH_PREFIX):
+        return []
+    members = []
+    for part in job_id.removeprefix(_BATCH_PREFIX).split("-"):
+        upload_id, _, attempts = part.partition("a")
+        if upload_id.isdigit() and attempts.isdigit():
+            members.append((int(upload_id), int(attempts)))
+    return members
+
+
 # An upload job claims its upload within milliseconds of starting. One that started longer ago than this
 # and whose upload is still unclaimed (pending, or waiting to retry: the only uploads the sweep enqueues)
 # belongs to a worker that died before the claim (SIGKILL, a lost machine): RQ keeps its execution in the
@@ -93,6 +130,8 @@ def live_job_ids(*, started_within: float | None = None) -> set[str]:
                 if started is not None and now - float(started) > started_within:
                     continue  # started long ago and never claimed its upload: its worker is gone
             ids.add(job_id)
+    # A batch stands for each upload attempt it holds.
+    ids.update(upload_job_id(*member) for job_id in list(ids) for member in batch_members(job_id))
     return ids
 
 
@@ -121,6 +160,8 @@ def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False
     says, if no queue or running worker holds it, it is enqueued afresh. The pipeline's claim is the
     final guard against a double run."""
     job_id = upload_job_id(upload_id, expected_attempts)
+    if live is not None and job_id in live:  # waiting or running, perhaps in a batch
+        return None
     conn = connection()
     if conn.exists(Job.key_for(job_id)):
         if job_id in (live if live is not None else live_upload_job_ids()):
@@ -129,6 +170,32 @@ def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False
     queue(bulk=bulk).enqueue("core.pipeline.run_upload", upload_id, expected_attempts, job_id=job_id,
                              result_ttl=3600, failure_ttl=86400, job_timeout=UPLOAD_JOB_TIMEOUT)
     return job_id
+
+
+def enqueue_uploads(upload_ids: list[int], expected_attempts: int | list[int] = 0, *, bulk: bool = False,
+                    live: set[str] | None = None) -> list[str]:
+    """Enqueue many upload attempts as batches of up to ``BATCH_UPLOADS`` (one alone as an ordinary
+    upload job), leaving out those a live job already holds. Returns the job ids enqueued."""
+    attempts = expected_attempts if isinstance(expected_attempts, list) else [expected_attempts] * len(upload_ids)
+    if live is None:
+        live = live_upload_job_ids() if upload_ids else set()
+    waiting = [(i, n) for i, n in zip(upload_ids, attempts, strict=True) if upload_job_id(i, n) not in live]
+    enqueued = []
+    for start in range(0, len(waiting), BATCH_UPLOADS):
+        members = waiting[start:start + BATCH_UPLOADS]
+        if len(members) == 1:
+            job_id = enqueue_upload(*members[0], bulk=bulk, live=live)
+            enqueued += [job_id] if job_id else []
+            continue
+        job_id = batch_job_id(members)
+        if Job.exists(job_id, connection=connection()):
+            forget_job(job_id)  # the same batch once ran (its members were not live, so it is over)
+        # Each attempt is bounded by its own lease; the job timeout only stops a batch that hangs.
+        queue(bulk=bulk).enqueue("core.pipeline.run_uploads", members, job_id=job_id, result_ttl=3600,
+                                 failure_ttl=86400, job_timeout=UPLOAD_JOB_TIMEOUT + 120 * len(members))
+        live.update(upload_job_id(*member) for member in members)
+        enqueued.append(job_id)
+    return enqueued
 
 
 def enqueue_call(func: str, *args, job_id: str | None = None, bulk: bool = False, job_timeout: int = 3600,

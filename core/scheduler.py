@@ -207,11 +207,10 @@ def run_slot(report_type_name: str, slot: datetime, origin: str = "cron", *, enq
                       else (f"第 {record.runs} 次计划" if record.runs > 1 else None))
     db.session.commit()
     if enqueue and ids:
-        from core.queue import enqueue_upload
+        from core.queue import enqueue_uploads
 
         bulk = len(ids) > BULK_UPLOADS_PER_SLOT if bulk is None else bulk
-        for upload_id in ids:
-            enqueue_upload(upload_id, 0, bulk=bulk)
+        enqueue_uploads(ids, 0, bulk=bulk, live=set())  # new uploads: no job can hold them yet
     return ids
 
 
@@ -351,15 +350,44 @@ def backfill(report_type_name: str, start: datetime, end: datetime, *, dry_run: 
         return count_backfill_slots(report_type_name, start, end)
     slots = backfill_slots(report_type_name, start, end)
     uploads = errors = 0
+    batch = _BackfillBatch(enqueue)
     for index, slot in enumerate(slots, 1):
         try:
-            uploads += len(run_slot(report_type_name, slot, "backfill", enqueue=enqueue, replan=replan, bulk=True))
+            uploads += batch.add(run_slot(report_type_name, slot, "backfill", enqueue=False, replan=replan, bulk=True))
         except Exception:
             db.session.rollback()
             errors += 1
         if progress is not None and (index % BACKFILL_PROGRESS_EVERY == 0 or index == len(slots)):
             progress(index, uploads, errors)
+    batch.flush()
     return uploads
+
+
+class _BackfillBatch:
+    """A back-fill's uploads, enqueued as batches across slots (a slot usually plans one upload) as soon
+    as a batch is full. Planned uploads are committed first: if Redis fails here, the sweep enqueues them."""
+
+    def __init__(self, enqueue: bool) -> None:
+        self.enqueue, self.ids = enqueue, []
+
+    def add(self, ids: list[int]) -> int:
+        from core.queue import BATCH_UPLOADS
+
+        self.ids += ids
+        if len(self.ids) >= BATCH_UPLOADS:
+            self.flush()
+        return len(ids)
+
+    def flush(self) -> None:
+        ids, self.ids = self.ids, []
+        if not (self.enqueue and ids):
+            return
+        from core.queue import enqueue_uploads
+
+        try:
+            enqueue_uploads(ids, 0, bulk=True, live=set())  # new uploads: no job holds them yet
+        except Exception as exc:  # Redis away: the uploads are pending in the ledger, the sweep takes them
+            log.warning("back-fill: %s uploads not enqueued (%s); the sweep enqueues them", len(ids), exc)
 
 
 def replan_slots(slot_ids: list[int], *, enqueue: bool = True) -> dict[str, int]:
@@ -481,16 +509,18 @@ def run_backfill_chunk(run_id: int, chunk: int = 0, *, enqueue: bool = True) -> 
         db.session.commit()
         return current
 
+    batch = _BackfillBatch(enqueue)
     try:
         for index, slot in enumerate(todo, 1):
             try:
-                uploads += len(run_slot(report_type, slot, "backfill", enqueue=enqueue, replan=replan, bulk=True))
+                uploads += batch.add(run_slot(report_type, slot, "backfill", enqueue=False, replan=replan, bulk=True))
             except Exception:
                 db.session.rollback()
                 errors += 1
             done += 1
             if index % BACKFILL_PROGRESS_EVERY == 0:
                 save(last=slot)
+        batch.flush()
         last = todo[-1] if todo else None
         if finished or (chunk == 0):
             run = save("done", f"共 {done} 个时段，计划 {uploads} 条上报"
