@@ -4,6 +4,7 @@ workers and the scheduler use it for an application context."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,10 +26,40 @@ def create_app(config: Config | None = None, *, name: str = "baosong") -> Flask:
     app.config["BAOSONG"] = config
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS)
-    if config.database_url.startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        if config.database_url.startswith("sqlite"):
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+        else:
+            ping_after_idle(db.engine)
     return app
+
+
+# A pooled connection unused for longer than this is checked before use (the server may have restarted
+# or a firewall dropped it). A worker uses its connection every few milliseconds: pinging at every
+# checkout (SQLAlchemy's pre_ping) cost it three round trips per upload for nothing.
+IDLE_PING_SECONDS = 10.0
+
+
+def ping_after_idle(engine: sa.engine.Engine) -> None:
+    """Check a connection at checkout when it sat idle in the pool for ``IDLE_PING_SECONDS``; a dead
+    one is replaced by a new one (the pool retries the checkout). A connection that dies while in use
+    fails its statement once, and SQLAlchemy then discards the whole pool."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, proxy) -> None:
+        idle_since = record.info.get("checked_in_at")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise sa.exc.DisconnectionError(str(exc)) from exc
+            raise
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -44,7 +75,7 @@ def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         # Several processes (admin, workers, scheduler) share one SQLite file: wait on locks.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    return {}  # connections idle in the pool are checked at checkout (ping_after_idle)
 
 
 _process_app: tuple[tuple[int, str], Flask] | None = None

@@ -126,6 +126,11 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> Upload 
     ).scalar_one_or_none()
     if claimed is None:
         db.session.rollback()
+    elif db.session.get_bind().dialect.name == "postgresql":
+        # The claim need not wait for its WAL flush: nothing leaves before the attempt's next commit,
+        # which is synchronous and so makes the claim durable with it. If the server crashes before
+        # that, the claim is lost with nothing sent (the upload is pending again). One fsync less.
+        db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
     return claimed
 
 

@@ -289,3 +289,37 @@ def test_logs_carry_local_time_with_offset_and_json_on_request(monkeypatch):
     assert entry["time"] == "2025-02-17T08:00:00.000+08:00" and entry["message"] == "上传 成功"
     monkeypatch.setenv("BAOSONG_TIMEZONE", "UTC")
     assert LocalTimeFormatter(TEXT_FORMAT).format(record).startswith("2025-02-17T00:00:00.000+00:00")
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_that_died_while_idle_is_replaced_at_checkout(app, monkeypatch):
+    """A PostgreSQL restart (or a firewall) kills the pool's idle connections: the next use after
+    ``IDLE_PING_SECONDS`` pings first and gets a new connection instead of failing its statement."""
+    import sqlalchemy as sa
+
+    from core import app as core_app
+    from core.db import db
+
+    def backend_pid() -> int:
+        pid = db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        db.session.commit()  # the connection goes back to the pool
+        return pid
+
+    def kill(pid: int) -> None:
+        other = sa.create_engine(db.engine.url)
+        with other.begin() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        other.dispose()
+
+    first = backend_pid()
+    kill(first)
+    monkeypatch.setattr(core_app, "IDLE_PING_SECONDS", 0.0)  # it sat idle long enough to be checked
+    second = backend_pid()
+    assert second != first
+
+    monkeypatch.setattr(core_app, "IDLE_PING_SECONDS", 3600.0)  # the control: used again at once, not checked
+    kill(second)
+    with pytest.raises(sa.exc.OperationalError):
+        db.session.execute(sa.text("SELECT 1"))
+    db.session.rollback()
+    assert backend_pid() not in (first, second)  # and the pool recovers by itself after one failure
