@@ -119,3 +119,67 @@ def test_the_unclaimed_uploads_of_a_batch_whose_worker_died_are_sent_again(echo,
     work()
     assert statuses() == {UploadStatus.SUCCEEDED: 3}
     assert len(echo.state["records"]) == 3
+
+
+@pytest.mark.slow
+def test_a_real_worker_stopped_in_a_batch_finishes_its_upload_and_hands_back_the_rest(app, serve, redis_conn):
+    """SIGTERM to a `baosong worker` in the middle of a 20-upload keydata batch against a slow regulator:
+    it exits 0 within seconds, the uploads it sent succeeded, the rest are queued again (none SENDING),
+    and a new worker sends them: every hour stored once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+    from conftest import ROOT
+
+    from core.plugins import registry
+    from core.settings import save_regulator_setting
+    from plugins.keydata import sandbox as keydata_sandbox
+    from plugins.keydata import spec as keydata_spec
+
+    config: dict = {}
+    url = serve(keydata_sandbox.make_app(config))
+    client, own = keydata_sandbox.demo_config(url)
+    config.update(own)
+    for key, value in {**client["keydata"], "timeout": "5"}.items():
+        save_regulator_setting("keydata", key, value)
+    db.session.commit()
+    requests.post(f"{url}/_sandbox/faults", json={"inject": [{"fault": "slow_after_store", "p": 1.0, "seconds": 0.4}]},
+                  timeout=5).raise_for_status()
+    from core import ledger
+    from core.hook_types import UploadPlan
+
+    figures = {name: 1 for name in keydata_spec.HOSPITAL_DAILY_FIELDS}
+    plans = [UploadPlan(business_key=f"2024/02/01 {h:02d}:59:59", period=f"2024/02/01 {h:02d}:59:59", rows=[figures])
+             for h in range(20)]
+    ids = ledger.record_plans(registry().report_type("keydata.hospital_daily"), plans)
+    [job_id] = queue.enqueue_uploads(ids, 0)
+    db.session.remove()
+
+    def worker() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "core.cli", "worker"], cwd=ROOT, env=dict(os.environ),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    first = worker()
+    deadline = time.monotonic() + 60
+    while statuses().get(UploadStatus.SUCCEEDED, 0) < 2:
+        assert time.monotonic() < deadline and first.poll() is None, "the worker never sent"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(15) == 0
+    sent = statuses().get(UploadStatus.SUCCEEDED, 0)
+    assert 2 <= sent < 20
+    assert statuses() == {UploadStatus.SUCCEEDED: sent, UploadStatus.PENDING: 20 - sent}
+    [handed_back] = queue.queue(bulk=True).job_ids
+    assert [i for i, _ in queue.batch_members(handed_back)] == ids[sent:]
+
+    requests.post(f"{url}/_sandbox/faults", json={"reset": True}, timeout=5).raise_for_status()
+    second = subprocess.Popen([sys.executable, "-m", "core.cli", "worker", "--burst"], cwd=ROOT, env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert second.wait(120) == 0
+    assert statuses() == {UploadStatus.SUCCEEDED: 20}
+    history = requests.get(f"{url}/_sandbox/history", timeout=10).json()["history"]
+    inserts = [c["statDate"] for c in history if c["action"] == "insert"]
+    assert sorted(inserts) == sorted(p.period for p in plans)  # each hour stored once
