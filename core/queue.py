@@ -106,7 +106,9 @@ def batch_members(job_id: str) -> list[tuple[int, int]]:
 # An upload job claims its upload within milliseconds of starting. One that started longer ago than this
 # and whose upload is still unclaimed (pending, or waiting to retry: the only uploads the sweep enqueues)
 # belongs to a worker that died before the claim (SIGKILL, a lost machine): RQ keeps its execution in the
-# started registry for the whole job timeout, which must not keep the upload from being sent again.
+# started registry for the whole job timeout, which must not keep the upload from being sent again. A
+# batch claims its later uploads later: past this, the sweep enqueues those again too, and the claim
+# makes whichever job comes second to an upload a no-op.
 UNCLAIMED_GRACE_SECONDS = 60
 
 
