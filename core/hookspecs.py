@@ -266,7 +266,9 @@ def seed_demo_hospital(connection: Any, start: date, end: date) -> dict[str, int
         @hookimpl
         def seed_demo_hospital(connection, start, end):
             connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS weekly_extra (day TEXT, n INTEGER)")
-            connection.exec_driver_sql("INSERT INTO weekly_extra VALUES (?, ?)", (start.isoformat(), 1))
+            # sa.text with named parameters: the demo HIS may be SQLite or PostgreSQL
+            connection.execute(sa.text("INSERT INTO weekly_extra VALUES (:day, :n)"),
+                               {"day": start.isoformat(), "n": 1})
             return {"weekly_extra": 1}
     """
 

@@ -149,6 +149,23 @@ def registry_with():
     use_registry(None)
 
 
+def configure_keydata_sandbox(serve, timeout: str) -> str:
+    """The keydata sandbox on a real HTTP server, and Baosong's keydata settings pointing at it (with
+    this request timeout, in seconds). Returns the sandbox's URL."""
+    from core.db import db
+    from core.settings import save_regulator_setting
+    from plugins.keydata import sandbox as keydata_sandbox
+
+    config: dict = {}
+    url = serve(keydata_sandbox.make_app(config))
+    client, own = keydata_sandbox.demo_config(url)
+    config.update(own)
+    for key, value in {**client["keydata"], "timeout": timeout}.items():
+        save_regulator_setting("keydata", key, value)
+    db.session.commit()
+    return url
+
+
 @pytest.fixture
 def serve():
     """Start WSGI apps as real HTTP servers on loopback: ``url = serve(app)``."""

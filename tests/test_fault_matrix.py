@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from conftest import configure_keydata_sandbox
 
 from core import pipeline
 from core.db import db
@@ -21,7 +22,6 @@ from core.models import Upload, UploadStatus
 from core.plugins import Registry, make_plugin_manager, use_registry
 from core.sandbox_faults import FAULTS
 from core.scheduler import run_slot
-from core.settings import save_regulator_setting
 from plugins.ihs_supervision import plugin as ihs_plugin
 from plugins.keydata import plugin as keydata_plugin
 from plugins.keydata import sandbox as keydata_sandbox
@@ -78,13 +78,7 @@ def keydata(app, serve, his_url, monkeypatch):
 
     use_only(keydata_plugin)
     monkeypatch.setenv("HIS_DATABASE_URL", his_url)
-    config: dict = {}
-    url = serve(keydata_sandbox.make_app(config))
-    client, own = keydata_sandbox.demo_config(url)
-    config.update(own)
-    for key, value in {**client["keydata"], "timeout": "0.6"}.items():
-        save_regulator_setting("keydata", key, value)
-    db.session.commit()
+    url = configure_keydata_sandbox(serve, timeout="0.6")
     keydata_sandbox.seed()
     yield SimpleNamespace(url=url)
     use_registry(None)

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import ROOT
+from conftest import ROOT, configure_keydata_sandbox
 from test_shangrao_support import configure_sandbox, fee_row, records
 
 from core import clock, ledger, pipeline, settings
@@ -37,8 +37,6 @@ from core.models import Attempt, Upload, UploadStatus
 from core.plugins import registry
 from core.queue import UNCLAIMED_GRACE_SECONDS, enqueue_upload, enqueue_uploads
 from core.sandbox_faults import FAULTS
-from core.settings import save_regulator_setting
-from plugins.keydata import sandbox as keydata_sandbox
 from plugins.keydata import spec as keydata_spec
 from plugins.shangrao_insurance import common
 
@@ -155,13 +153,7 @@ def statuses() -> Counter:
 @pytest.mark.slow
 def test_a_thousand_uploads_through_killed_workers_and_faults_land_exactly_once(app, serve, redis_conn):
     # --- regulators that disagree with us, and fail -------------------------------------------------
-    keydata_config: dict = {}
-    keydata_url = serve(keydata_sandbox.make_app(keydata_config))
-    client, own = keydata_sandbox.demo_config(keydata_url)
-    keydata_config.update(own)
-    for key, value in {**client["keydata"], "timeout": "1"}.items():
-        save_regulator_setting("keydata", key, value)
-    db.session.commit()
+    keydata_url = configure_keydata_sandbox(serve, timeout="1")
     shangrao = configure_sandbox(serve, timeout="1")
     requests.post(f"{keydata_url}/_sandbox/readings", json={"update_absent": "reject", "new_existing": "reject"},
                   timeout=5).raise_for_status()

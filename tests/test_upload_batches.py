@@ -132,20 +132,12 @@ def test_a_real_worker_stopped_in_a_batch_finishes_its_upload_and_hands_back_the
     import sys
 
     import requests
-    from conftest import ROOT
+    from conftest import ROOT, configure_keydata_sandbox
 
     from core.plugins import registry
-    from core.settings import save_regulator_setting
-    from plugins.keydata import sandbox as keydata_sandbox
     from plugins.keydata import spec as keydata_spec
 
-    config: dict = {}
-    url = serve(keydata_sandbox.make_app(config))
-    client, own = keydata_sandbox.demo_config(url)
-    config.update(own)
-    for key, value in {**client["keydata"], "timeout": "5"}.items():
-        save_regulator_setting("keydata", key, value)
-    db.session.commit()
+    url = configure_keydata_sandbox(serve, timeout="5")
     requests.post(f"{url}/_sandbox/faults", json={"inject": [{"fault": "slow_after_store", "p": 1.0, "seconds": 0.4}]},
                   timeout=5).raise_for_status()
     from core import ledger

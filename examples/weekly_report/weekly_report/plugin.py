@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import requests
+import sqlalchemy as sa
 from flask import Flask, jsonify, request
 
 from core import clock
@@ -269,8 +270,9 @@ def seed_demo_hospital(connection, start, end):
     while monday <= end:
         rows.append((monday.isoformat(), 1500 + 10 * (monday.toordinal() % 7)))
         monday += timedelta(days=7)
-    for row in rows:
-        connection.exec_driver_sql("INSERT INTO weekly_clinic_targets VALUES (?, ?)", row)
+    if rows:  # named parameters, not the driver's own style: the demo HIS may be SQLite or PostgreSQL
+        connection.execute(sa.text("INSERT INTO weekly_clinic_targets VALUES (:week_start, :target)"),
+                           [{"week_start": week, "target": target} for week, target in rows])
     return {"weekly_clinic_targets": len(rows)}
 
 
