@@ -28,6 +28,8 @@ class RawHeadersHandler(WSGIRequestHandler):
     """Keeps the request's headers as sent in ``environ["baosong.raw_headers"]``: the WSGI environ
     drops names with '_' (Alibaba CSB's ``_api_*`` headers), which a sandbox must verify."""
 
+    protocol_version = "HTTP/1.1"
+
     def make_environ(self):
         environ = super().make_environ()
         environ["baosong.raw_headers"] = list(self.headers.items())
