@@ -65,7 +65,7 @@ def run_uploads(members: list[tuple[int, int]]) -> dict[int, str]:
         for index, (upload_id, expected_attempts) in enumerate(members):
             if stop_requested():  # a warm shutdown waits for this job: the rest go back to the queue
                 rest = members[index:]
-                enqueue_uploads([i for i, _ in rest], [n for _, n in rest], bulk=True, live=set())
+                enqueue_uploads(rest, bulk=True, live=set())  # this job held them: none other does
                 log.info("worker stopping: %s uploads of the batch handed back to the queue", len(rest))
                 break
             try:
@@ -346,7 +346,7 @@ def sweep(now=None) -> dict[str, int]:
         if not batch:
             break
         forgotten = [(i, n) for i, n in batch if queue.upload_job_id(i, n) not in live]
-        queue.enqueue_uploads([i for i, _ in forgotten], [n for _, n in forgotten], bulk=True, live=live)
+        queue.enqueue_uploads(forgotten, bulk=True, live=live)
         counts["requeued"] += len(forgotten)
         after_id = batch[-1][0]
     resumed = resume_stalled_backfills(now)

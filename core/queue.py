@@ -174,14 +174,14 @@ def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False
     return job_id
 
 
-def enqueue_uploads(upload_ids: list[int], expected_attempts: int | list[int] = 0, *, bulk: bool = False,
+def enqueue_uploads(attempts: list[tuple[int, int]], *, bulk: bool = False,
                     live: set[str] | None = None) -> list[str]:
-    """Enqueue many upload attempts as batches of up to ``BATCH_UPLOADS`` (one alone as an ordinary
-    upload job), leaving out those a live job already holds. Returns the job ids enqueued."""
-    attempts = expected_attempts if isinstance(expected_attempts, list) else [expected_attempts] * len(upload_ids)
+    """Enqueue many upload attempts, each ``(upload id, expected attempts)``, as batches of up to
+    ``BATCH_UPLOADS`` (one alone as an ordinary upload job), leaving out those a live job already
+    holds (``live``: a snapshot from ``live_job_ids``; taken here when None). Returns the job ids enqueued."""
     if live is None:
-        live = live_upload_job_ids() if upload_ids else set()
-    waiting = [(i, n) for i, n in zip(upload_ids, attempts, strict=True) if upload_job_id(i, n) not in live]
+        live = live_upload_job_ids() if attempts else set()
+    waiting = [(i, n) for i, n in attempts if upload_job_id(i, n) not in live]
     enqueued = []
     for start in range(0, len(waiting), BATCH_UPLOADS):
         members = waiting[start:start + BATCH_UPLOADS]
@@ -198,6 +198,12 @@ def enqueue_uploads(upload_ids: list[int], expected_attempts: int | list[int] = 
         live.update(upload_job_id(*member) for member in members)
         enqueued.append(job_id)
     return enqueued
+
+
+def enqueue_new_uploads(upload_ids: list[int], *, bulk: bool = False) -> list[str]:
+    """Enqueue uploads just planned and committed: their first attempt, which no job can hold yet. A Redis
+    error is raised; the uploads are pending in the ledger either way, so the sweep enqueues them."""
+    return enqueue_uploads([(upload_id, 0) for upload_id in upload_ids], bulk=bulk, live=set())
 
 
 def enqueue_call(func: str, *args, job_id: str | None = None, bulk: bool = False, job_timeout: int = 3600,

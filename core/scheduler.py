@@ -207,11 +207,21 @@ def run_slot(report_type_name: str, slot: datetime, origin: str = "cron", *, enq
                       else (f"第 {record.runs} 次计划" if record.runs > 1 else None))
     db.session.commit()
     if enqueue and ids:
-        from core.queue import enqueue_uploads
-
-        bulk = len(ids) > BULK_UPLOADS_PER_SLOT if bulk is None else bulk
-        enqueue_uploads(ids, 0, bulk=bulk, live=set())  # new uploads: no job can hold them yet
+        _enqueue_planned(ids, bulk=len(ids) > BULK_UPLOADS_PER_SLOT if bulk is None else bulk)
     return ids
+
+
+def _enqueue_planned(ids: list[int], *, bulk: bool) -> None:
+    """Enqueue a slot's (or a back-fill's) committed uploads. With Redis away the slot stays planned, not
+    failed: its uploads are pending in the ledger, and the sweep enqueues them when Redis answers."""
+    from redis.exceptions import RedisError
+
+    from core.queue import enqueue_new_uploads
+
+    try:
+        enqueue_new_uploads(ids, bulk=bulk)
+    except RedisError as exc:
+        log.warning("%s planned uploads not enqueued (%s); the sweep enqueues them", len(ids), exc)
 
 
 def _choose(task: Task, report_type: ReportType, due: list[datetime]) -> tuple[list[datetime], list[tuple]]:
@@ -365,7 +375,7 @@ def backfill(report_type_name: str, start: datetime, end: datetime, *, dry_run: 
 
 class _BackfillBatch:
     """A back-fill's uploads, enqueued as batches across slots (a slot usually plans one upload) as soon
-    as a batch is full. Planned uploads are committed first: if Redis fails here, the sweep enqueues them."""
+    as a batch is full."""
 
     def __init__(self, enqueue: bool) -> None:
         self.enqueue, self.ids = enqueue, []
@@ -380,14 +390,8 @@ class _BackfillBatch:
 
     def flush(self) -> None:
         ids, self.ids = self.ids, []
-        if not (self.enqueue and ids):
-            return
-        from core.queue import enqueue_uploads
-
-        try:
-            enqueue_uploads(ids, 0, bulk=True, live=set())  # new uploads: no job holds them yet
-        except Exception as exc:  # Redis away: the uploads are pending in the ledger, the sweep takes them
-            log.warning("back-fill: %s uploads not enqueued (%s); the sweep enqueues them", len(ids), exc)
+        if self.enqueue and ids:
+            _enqueue_planned(ids, bulk=True)
 
 
 def replan_slots(slot_ids: list[int], *, enqueue: bool = True) -> dict[str, int]:

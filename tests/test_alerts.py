@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 import urllib.parse
@@ -19,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from conftest import free_port
 from flask import Flask, current_app, jsonify, request
 from test_web_support import login
 
@@ -31,11 +31,6 @@ SIGN_SECRET = "SECabc123-dingtalk-sign"
 SMTP_PASSWORD = "smtp-SECRET-pass"
 WECOM_KEY = "wecom-KEY-0f1e2d3c"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from conftest import free_port
 
 from core import http
 from core.hook_types import TRANSPORT_ANSWERED, TRANSPORT_MAYBE, TRANSPORT_NOT_SENT, OutboundRequest, Response
@@ -105,11 +106,6 @@ def never_answers(conn):
 def resets(conn):
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_refused_connection_is_not_sent():

@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import free_port
 from test_web_support import csrf_from, make_user
 
 from core.config import production_problems
@@ -23,11 +23,6 @@ from core.config import production_problems
 BAOSONG = [sys.executable, "-m", "core.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def production_env(tmp_path, **overrides) -> dict[str, str]:

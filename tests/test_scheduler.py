@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from conftest import free_port
 
 from core import clock
 from core.db import db
@@ -125,3 +126,13 @@ def test_a_slot_recorded_by_one_scheduler_is_not_planned_by_another(echo):
     slot = datetime(2025, 2, 17, 9, 0, tzinfo=SHANGHAI)
     assert len(run_slot("echo.hourly", slot, enqueue=False)) == 1
     assert run_slot("echo.hourly", slot + timedelta(0), enqueue=False) == []
+
+
+def test_a_slot_planned_while_redis_is_away_stays_planned_and_its_uploads_wait_for_the_sweep(echo, monkeypatch):
+    start_at("echo.hourly", datetime(2025, 2, 17, 7, 30, tzinfo=SHANGHAI))
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    tick(datetime(2025, 2, 17, 8, 0, 5, tzinfo=SHANGHAI))
+    assert periods("echo.hourly") == ["2025-02-17 08:00"]
+    assert "计划 1 条" in task("echo.hourly").last_result  # not "计划失败": the slot is planned
+    assert db.session.execute(sa.select(Slot.status).filter_by(report_type="echo.hourly")).scalar_one() == "planned"
+    assert db.session.execute(sa.select(Upload.status).filter_by(report_type="echo.hourly")).scalar_one() == "pending"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 import sqlalchemy as sa
+from conftest import free_port
 
 from core import clock, scheduler_process
 from core.db import db
@@ -29,11 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOT = datetime(2025, 2, 10, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

@@ -169,7 +169,7 @@ def test_a_thousand_uploads_through_killed_workers_and_faults_land_exactly_once(
     db.session.commit()
 
     keydata_ids, shangrao_ids = plan_everything()
-    enqueue_uploads(keydata_ids, 0)  # keydata as batches, as a back-fill enqueues them; Shangrao one by one
+    enqueue_uploads([(i, 0) for i in keydata_ids])  # keydata as batches, as a back-fill enqueues them; Shangrao one by one
     for upload_id in shangrao_ids:
         enqueue_upload(upload_id, 0)
     total = len(keydata_ids) + len(shangrao_ids)

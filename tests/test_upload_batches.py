@@ -57,13 +57,13 @@ def test_a_backfill_is_enqueued_as_batches_and_every_upload_lands_once(echo, red
 
 def test_an_upload_waiting_in_a_batch_is_not_enqueued_again_by_the_sweep(echo, redis_conn):
     ids = plan_unqueued(3)
-    [job_id] = queue.enqueue_uploads(ids, 0)
+    [job_id] = queue.enqueue_uploads([(i, 0) for i in ids])
 
     assert queue.batch_members(job_id) == [(i, 0) for i in ids]
     assert {queue.upload_job_id(i, 0) for i in ids} <= queue.live_upload_job_ids()
     assert pipeline.sweep()["requeued"] == 0
     assert queue.enqueue_upload(ids[0], 0, live=queue.live_upload_job_ids()) is None
-    assert queue.enqueue_uploads(ids, 0) == []
+    assert queue.enqueue_uploads([(i, 0) for i in ids]) == []
     assert len(queue.queue()) == 1
 
 
@@ -104,7 +104,7 @@ def test_a_stop_request_hands_the_rest_of_a_batch_back_to_the_queue(echo, redis_
 
 def test_the_unclaimed_uploads_of_a_batch_whose_worker_died_are_sent_again(echo, redis_conn, work):
     ids = plan_unqueued(3)
-    [job_id] = queue.enqueue_uploads(ids, 0)
+    [job_id] = queue.enqueue_uploads([(i, 0) for i in ids])
     job = Job.fetch(job_id, connection=redis_conn)
     dead = Worker([queue.queue()], connection=redis_conn, name="killed-in-a-batch")
     dead.register_birth()
@@ -147,7 +147,7 @@ def test_a_real_worker_stopped_in_a_batch_finishes_its_upload_and_hands_back_the
     plans = [UploadPlan(business_key=f"2024/02/01 {h:02d}:59:59", period=f"2024/02/01 {h:02d}:59:59", rows=[figures])
              for h in range(20)]
     ids = ledger.record_plans(registry().report_type("keydata.hospital_daily"), plans)
-    [job_id] = queue.enqueue_uploads(ids, 0)
+    [job_id] = queue.enqueue_uploads([(i, 0) for i in ids])
     db.session.remove()
 
     def worker() -> subprocess.Popen:

@@ -154,13 +154,13 @@ REPLAN_INLINE_MAX = 48  # more slots than this are re-planned by a background ba
 
 
 def _replan(task: Task, slot_ids: list[int]) -> dict[str, int]:
-    from core.queue import enqueue_uploads
+    from core.queue import enqueue_new_uploads
 
     before = _upload_ids_of(task.report_type)
     counts = scheduler.replan_slots(slot_ids, enqueue=False)
     new_ids = sorted(_upload_ids_of(task.report_type) - before)
     warnings: list[str] = []
-    redis_call("上报任务", lambda: enqueue_uploads(new_ids, 0, live=set()), warnings)
+    redis_call("上报任务", lambda: enqueue_new_uploads(new_ids), warnings)
     _flash_all(warnings)
     return counts
 
@@ -235,7 +235,7 @@ def _set_enabled(task_id: int, enabled: bool):
 @bp.post("/<int:task_id>/run")
 @require_role(Role.OPERATOR)
 def run_now(task_id: int):
-    from core.queue import enqueue_uploads
+    from core.queue import enqueue_new_uploads
 
     task = _task_or_404(task_id)
     slot = clock.now().astimezone(ZoneInfo(task.timezone)).replace(second=0, microsecond=0)
@@ -246,7 +246,7 @@ def run_now(task_id: int):
         flash(f"立即执行失败：{exc}", "error")
         return redirect(safe_back(request.form.get("back"), url_for("tasks.index")))
     warnings: list[str] = []
-    redis_call("上报任务", lambda: enqueue_uploads(ids, 0, live=set()), warnings)
+    redis_call("上报任务", lambda: enqueue_new_uploads(ids), warnings)
     _flash_all(warnings)
     title = report_type_title(task.report_type)
     if ids:
