@@ -85,3 +85,32 @@ def test_an_exact_total_with_a_period_filter_counts_the_ledger(app, monkeypatch)
         _upload(f"p{i}", f"2025/03/0{i + 1} 07:59:59", datetime(2025, 4, 1))
     page = login(app, "viewer").get("/uploads/?period_start=2025-03-02&period_end=2025-03-04&count=exact")
     assert "共 <strong>3</strong> 条" in page.get_data(as_text=True)
+
+
+def test_a_page_of_failures_reads_the_identifier_roles_once_not_once_per_row(app):
+    """Each failure row's message is masked by role: the roles flag is read once per request (a
+    flag left at its default is not in the session's identity map, so every read was a query)."""
+    import sqlalchemy as sa
+
+    for i in range(30):
+        row = Upload(report_type="webtest.daily", business_key=f"f{i}", period=f"2025/03/{i % 28 + 1:02d}",
+                     status=UploadStatus.FAILED, idempotency_key=f"f{i}", search_text=f"f{i}", rows=[],
+                     last_code="E500", last_message=f"身份证 36010219800101{i:04d} 校验失败", created_at=datetime(2025, 3, 1))
+        db.session.add(row)
+        db.session.flush()
+        aggregates.settle(row)
+    db.session.commit()
+    viewer = login(app, "viewer")
+    flag_reads = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "FROM flags" in statement:
+            flag_reads.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        page = viewer.get("/uploads/?status=failures").get_data(as_text=True)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert page.count("校验失败") == 30 and "360102198001010007" not in page  # masked on every row
+    assert len(flag_reads) <= 2, len(flag_reads)

@@ -51,8 +51,10 @@ def sees_patient_identifiers() -> bool:
     A True answer marks the request, and the response is audited as an unmasked view."""
     from web.permissions import may_see_patient_identifiers
 
-    user = getattr(g, "user", None)
-    allowed = bool(user and may_see_patient_identifiers(user.role))
+    allowed = g.get("sees_patient_identifiers")
+    if allowed is None:  # once per request: a page calls this for every row it masks
+        user = getattr(g, "user", None)
+        allowed = g.sees_patient_identifiers = bool(user and may_see_patient_identifiers(user.role))
     if allowed:
         g.unmasked_view = True
     return allowed
