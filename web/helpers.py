@@ -51,10 +51,13 @@ def sees_patient_identifiers() -> bool:
     A True answer marks the request, and the response is audited as an unmasked view."""
     from web.permissions import may_see_patient_identifiers
 
-    allowed = g.get("sees_patient_identifiers")
-    if allowed is None:  # once per request: a page calls this for every row it masks
-        user = getattr(g, "user", None)
-        allowed = g.sees_patient_identifiers = bool(user and may_see_patient_identifiers(user.role))
+    user = getattr(g, "user", None)
+    # Decided once per request and user (a page asks for every row it masks; the roles flag is a query).
+    # Keyed by the user object, which each request loads anew: an app context may outlive a request.
+    decided = g.get("sees_patient_identifiers")
+    if decided is None or decided[0] is not user:
+        decided = g.sees_patient_identifiers = (user, bool(user and may_see_patient_identifiers(user.role)))
+    allowed = decided[1]
     if allowed:
         g.unmasked_view = True
     return allowed
