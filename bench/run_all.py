@@ -18,7 +18,7 @@ RUNS = [
     ["bench_pipeline.py", "--n", "40"],
     ["bench_deptmatch.py"],
     ["bench_upload_log.py", "10000", "100000", "--db", "sqlite"],
-    ["bench_worker.py", "--slots", "400", "--workers", "1", "2"],
+    ["bench_worker.py", "--slots", "600", "--workers", "1", "2", "--repeat", "3", "--ceiling"],
     ["bench_scale.py", "--pg-url", os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test_h8"),
      *(["--large"] if "--large" in sys.argv or os.environ.get("LARGE") else [])],
 ]
