@@ -310,13 +310,16 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 continue
             slots = args.slots if not fork else max(50, args.slots // 5)
+            planning = time.perf_counter()
             ids = _plan(app, offset, slots)
+            planning = time.perf_counter() - planning
             offset += slots
             if (args.profile or args.statements) and not fork and workers == 1:
                 with app.app_context():
                     (_profile if args.profile else _count_statements)(app, ids)
                 continue
             result = _measure(app, ids, env, workers, fork, sandbox.pid, args.barrier)
+            result["planning_ms_per_slot"] = round(planning * 1000 / len(ids), 1)
             results.append(result)
             if args.result:
                 import json
@@ -326,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['succeeded']} succeeded, {result['per_s']} uploads/s "
                   f"(busy {result['busy_s']} s, wall with start-up {result['wall_s']} s, "
                   f"attempt median {result['attempt_median_ms']} ms; CPU per upload: workers "
-                  f"{result['worker_cpu_ms']} ms incl. start-up, sandbox {result['sandbox_cpu_ms']} ms)", flush=True)
+                  f"{result['worker_cpu_ms']} ms incl. start-up, sandbox {result['sandbox_cpu_ms']} ms; "
+                  f"planning the back-fill took {result['planning_ms_per_slot']} ms per slot)", flush=True)
             if result["succeeded"] != result["uploads"]:
                 print(f"  not all succeeded: {result['statuses']}")
     finally:
