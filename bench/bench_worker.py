@@ -72,8 +72,8 @@ def _plan(app, first_slot_hours_ago: int, slots: int) -> list[int]:
         # count is a little under ``slots``; the figures use the uploads actually planned.
         assert planned == len(ids) > 0, (planned, len(ids), slots)
         if db.engine.dialect.name == "postgresql":
-            # Otherwise autovacuum takes up the planning's inserts during the run that follows (always
-            # the same worker count), and that run measures the vacuum as well.
+            # So that autovacuum cannot take up the planning's inserts inside the run that follows
+            # (always the same worker count) and be measured with it.
             db.session.commit()
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(sa.text("VACUUM ANALYZE uploads, attempts, slots, upload_search_keys, stat_counters, stat_indicators"))
@@ -292,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app()
         offset = 1
         if args.warmup and not (args.profile or args.statements):
-            # The first run after start-up measured ~40 % slower on PostgreSQL (a new schema's first
-            # pages, the sandbox's first requests): one untimed run, so every counted run starts warm.
+            # The first run after start-up measured slower on PostgreSQL (42-58 uploads/s where later
+            # rounds measured 46-80): one untimed run, so every counted run starts warm.
             warm = _plan(app, offset, args.warmup)
             offset += args.warmup
             _measure(app, warm, env, 1, False, sandbox.pid)
