@@ -13,8 +13,9 @@ bodies (plaintext, hex wire body, answer). The statistics aggregates are then bu
 ``core.aggregates.rebuild`` (timed: what ``baosong stats rebuild`` costs) and the planner's statistics
 by ANALYZE (what init-db runs). The admin is served by a real HTTP server (werkzeug, threaded) in this
 process; each page is fetched ``--repeat`` times after a warm-up and its p50/p95 printed, then the growth
-ratio of the largest size over the smallest (measured before and after the largest, the ratio over their mean) (targets from issue 17: statistics ≤ 300 ms, dashboard and
-panel ≤ 100 ms, detail ≤ 50 ms, log filters and counts ≤ 100 ms, growth ≤ 2).
+ratio of the largest size over the smallest, which is measured before and after the largest (the ratio is
+over their mean). Targets from issue 17: statistics ≤ 300 ms, dashboard and panel ≤ 100 ms, detail
+≤ 50 ms, log filters and counts ≤ 100 ms, growth ≤ 2.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ two Baosong workers sharing one ledger, queue and sandbox are judged against it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -204,7 +205,6 @@ def _count_statements(app, ids: list[int]) -> None:
 
 def _ceiling_round(slots: int, db_args: list[str], pipelines: int = 2) -> dict:
     """``pipelines`` independent benches (this script, one worker each), released together."""
-    import json
     from datetime import datetime
 
     barrier = Path(tempfile.mkdtemp(prefix="baosong-bench-barrier-"))
@@ -228,7 +228,7 @@ def _ceiling_round(slots: int, db_args: list[str], pipelines: int = 2) -> dict:
     last = max(datetime.fromisoformat(r["last"]) for r in results)
     busy = (last - first).total_seconds()
     return {"workers": pipelines, "kind": "ceiling", "uploads": uploads, "succeeded": succeeded,
-            "statuses": {}, "busy_s": round(busy, 2), "per_s": round(uploads / busy, 1) if busy else 0.0,
+            "busy_s": round(busy, 2), "per_s": round(uploads / busy, 1) if busy else 0.0,
             "each_per_s": [r["per_s"] for r in results],
             "worker_cpu_ms": round(statistics.mean(r["worker_cpu_ms"] for r in results), 2),
             "sandbox_cpu_ms": round(statistics.mean(r["sandbox_cpu_ms"] for r in results), 2)}
@@ -322,8 +322,6 @@ def main(argv: list[str] | None = None) -> int:
             result["planning_ms_per_slot"] = round(planning * 1000 / len(ids), 1)
             results.append(result)
             if args.result:
-                import json
-
                 args.result.write_text(json.dumps(result, default=str))
             print(f"{result['workers']} {result['kind']:6} worker(s): {result['uploads']} uploads, "
                   f"{result['succeeded']} succeeded, {result['per_s']} uploads/s "

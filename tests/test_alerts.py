@@ -32,7 +32,6 @@ SMTP_PASSWORD = "smtp-SECRET-pass"
 WECOM_KEY = "wecom-KEY-0f1e2d3c"
 
 
-
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (the SMTP server's), as files."""

@@ -107,7 +107,6 @@ def resets(conn):
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
-
 def test_a_refused_connection_is_not_sent():
     response = send(f"http://127.0.0.1:{free_port()}/report")
     assert response.status is None

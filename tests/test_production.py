@@ -24,7 +24,6 @@ BAOSONG = [sys.executable, "-m", "core.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def production_env(tmp_path, **overrides) -> dict[str, str]:
     key_file = tmp_path / "secret.key"
     key_file.write_text("y7Z0rYb1m0kqf8mKf4b1Qm9yXbC0Qv0sZ8t3pF6wq1U=")

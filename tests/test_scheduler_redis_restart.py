@@ -30,7 +30,6 @@ SLOT = datetime(2025, 2, 10, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 pytestmark = pytest.mark.slow
 
 
-
 def start_redis(port: int) -> subprocess.Popen:
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
