@@ -186,21 +186,31 @@ def _current_attempt(upload: Upload) -> Attempt | None:
 
 def record_finished(upload: Upload) -> None:
     """An attempt of ``upload`` finished (``core.ledger.finish``): its status, the attempt's latency and,
-    when it succeeded, the indicator values it sent. Runs in the caller's transaction."""
+    when it succeeded, the indicator values it sent. Runs in the caller's transaction.
+
+    Everything is worked out first; then the session is flushed and the rows every worker shares (the
+    day's indicator row and counters) are written last, just before the caller commits. Those rows are
+    locked from their write to the commit on PostgreSQL, and SQLite holds its one write lock from a
+    transaction's first write: written first, they kept the other workers waiting through the flush."""
     deltas: dict[tuple[str, date, str], int] = defaultdict(int)
     _settle_into(deltas, upload)
     attempt = _current_attempt(upload)
     if attempt is not None:
         _attempt_deltas(deltas, upload.report_type, attempt.started_at or clock.utc_naive(clock.now()),
                         attempt.duration_ms, attempt.outcome)
+    indicator = None
     if upload.status == UploadStatus.SUCCEEDED:
         fields = numeric_fields(upload.report_type)
         if fields:
             records = _indicator_records(upload, fields, attempt.plaintext if attempt is not None else None)
             day = period_day(upload.period, upload.created_at)
             if day is not None:
-                _replace_indicator(deltas, upload.report_type, day, upload.department or "", upload.period or "",
-                                   upload.id, figures(records, fields))
+                indicator = (day, figures(records, fields))
+    db.session.flush()
+    if indicator is not None:
+        day, values = indicator
+        _replace_indicator(deltas, upload.report_type, day, upload.department or "", upload.period or "",
+                           upload.id, values)
     add_counters(deltas)
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from core import aggregates, clock, ordering
 from core.db import db
 from core.hook_types import ReportType, UploadPlan
-from core.models import HeldBack, Upload, UploadStatus, Watermark
+from core.models import Attempt, HeldBack, Upload, UploadStatus, Watermark
 
 # States from which an attempt may be started (SENDING only through crash recovery). Never WAITING:
 # an upload waiting for its prerequisites (core.ordering) cannot be claimed, so it is never sent early.
@@ -100,38 +100,42 @@ def watermark(name: str, default: str = "") -> str:
     return mark.value if mark else default
 
 
-def claim(upload_id: int, expected_attempts: int, lease_seconds: int) -> Upload | None:
-    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1``: the upload as
-    the claim left it (one ``UPDATE … RETURNING``), or None when it is not runnable with that many
-    attempts (another worker has it, or it moved on). The caller commits (with the attempt's own row,
-    in the same transaction)."""
+def claim(upload_id: int, expected_attempts: int, lease_seconds: int, *,
+          worker: str = "") -> tuple[Upload, Attempt] | None:
+    """Atomically move a runnable upload to SENDING for attempt ``expected_attempts + 1`` and record that
+    attempt's row, committed here: the upload and its new attempt, or None when it is not runnable with
+    that many attempts (another worker has it, or it moved on).
+
+    The transaction is two statements back to back (a compare-and-set ``UPDATE … RETURNING`` and the
+    attempt's ``INSERT``), and the rows are loaded after the commit: SQLite lets one writer at a time
+    hold the file, and on PostgreSQL nothing waits on these rows, so the write is kept as short as it
+    can be (loading the claimed row inside it held SQLite's lock three times as long)."""
     now = _now()
+    uploads = Upload.__table__
     claimed = db.session.execute(
-        sa.update(Upload)
-        .where(
-            Upload.id == upload_id,
-            Upload.attempts == expected_attempts,
-            Upload.status.in_(RUNNABLE),
-        )
-        .values(
-            status=UploadStatus.SENDING,
-            attempts=expected_attempts + 1,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            next_retry_at=None,
-            updated_at=now,
-        )
-        .returning(Upload)
-        # A copy already loaded in the session takes the claimed row's values.
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalar_one_or_none()
+        sa.update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.attempts == expected_attempts, uploads.c.status.in_(RUNNABLE))
+        .values(status=UploadStatus.SENDING, attempts=expected_attempts + 1,
+                lease_until=now + timedelta(seconds=lease_seconds), next_retry_at=None, updated_at=now)
+        .returning(uploads.c.delivery_uncertain, uploads.c.operation)
+    ).first()
     if claimed is None:
         db.session.rollback()
-    elif db.session.get_bind().dialect.name == "postgresql":
+        return None
+    if db.session.get_bind().dialect.name == "postgresql":
         # The claim need not wait for its WAL flush: nothing leaves before the attempt's next commit,
         # which is synchronous and so makes the claim durable with it. If the server crashes before
         # that, the claim is lost with nothing sent (the upload is pending again). One fsync less.
         db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
-    return claimed
+    number = expected_attempts + 1
+    db.session.execute(sa.insert(Attempt.__table__).values(
+        upload_id=upload_id, number=number, started_at=now, worker=worker,
+        resend=bool(claimed.delivery_uncertain) or claimed.operation == "update"))
+    db.session.commit()
+    upload = db.session.get(Upload, upload_id, populate_existing=True)  # a copy already loaded is refreshed
+    record = db.session.execute(
+        sa.select(Attempt).where(Attempt.upload_id == upload_id, Attempt.number == number)).scalar_one()
+    return upload, record
 
 
 def finish(upload: Upload, kind: str, *, code: str | None, message: str, retry_interval: int,

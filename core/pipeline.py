@@ -115,20 +115,15 @@ _FOLLOW_UP = "follow_up"
 def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) -> str:
     policy = settings.flags()
     lease_seconds = int(policy["send_lease_seconds"])
-    upload = ledger.claim(upload_id, expected_attempts, lease_seconds)
-    if upload is None:
+    claimed = ledger.claim(upload_id, expected_attempts, lease_seconds, worker=_worker_name())
+    if claimed is None:
         return "skipped"
+    upload, record = claimed
     reg = registry()
     earlier = [] if upload.attempts <= 1 else list(db.session.execute(
         sa.select(Attempt).where(Attempt.upload_id == upload.id, Attempt.number < upload.attempts)
         .order_by(Attempt.number)).scalars())
-    resend = upload.delivery_uncertain or upload.operation == "update"
-    record = Attempt(
-        upload_id=upload.id, number=upload.attempts, resend=resend,
-        worker=f"{socket.gethostname()}:{os.getpid()}",
-    )
-    db.session.add(record)
-    db.session.commit()
+    resend = bool(record.resend)
 
     started = time.monotonic()
     sent = False  # the post hook was called: from here on the request may have left
@@ -239,6 +234,10 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
         context.result = dict(upload.result or {})
         reg.hook(report_type.name, "upload_finished")(upload=context, outcome=outcome)
     return upload.status
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _after_error(record: Attempt, upload: Upload, sent: bool) -> None:

@@ -73,8 +73,6 @@ def run_faulty_history(echo) -> dict[str, int]:
 
     # A worker claims and dies before answering: the lease expires and the sweep recovers it.
     assert ledger.claim(ids["crashed"], 0, lease_seconds=60)
-    db.session.add(Attempt(upload_id=ids["crashed"], number=1, started_at=clock.utc_naive(clock.now())))
-    db.session.commit()
     assert fetch(ids["crashed"]).status == UploadStatus.SENDING
     pipeline.sweep(clock.now() + timedelta(minutes=5))
     assert fetch(ids["crashed"]).status == UploadStatus.RETRY_WAIT

@@ -15,7 +15,7 @@ from core.db import db
 from core.errors import BaosongError
 from core.hook_types import Payload, ReportType, UploadPlan
 from core.hookspecs import hookimpl
-from core.models import Attempt, Upload, UploadStatus
+from core.models import Upload, UploadStatus
 
 HOSPITAL = ReportType("echo.hospital", "机构信息", "echo")
 DEPARTMENT = ReportType("echo.department", "科室信息", "echo")
@@ -160,9 +160,7 @@ def _send_then_die(ordered, upload_id: int) -> None:
     """What a worker killed after its request left leaves behind: a claimed upload, an attempt row with
     no outcome, and a regulator that received (and stored) the request."""
     expected = status(upload_id).attempts
-    assert ledger.claim(upload_id, expected, lease_seconds=60)
-    db.session.add(Attempt(upload_id=upload_id, number=expected + 1, worker="dead:1"))
-    db.session.commit()
+    assert ledger.claim(upload_id, expected, lease_seconds=60, worker="dead:1")
     upload = status(upload_id)
     record = {"key": upload.business_key, "type": upload.report_type, "operation": upload.operation,
               "requestId": upload.idempotency_key, "resend": False, "n": len(upload.rows)}
