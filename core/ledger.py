@@ -109,7 +109,7 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int, *,
     The transaction is two statements back to back (a compare-and-set ``UPDATE … RETURNING`` and the
     attempt's ``INSERT``), and the rows are loaded after the commit: SQLite lets one writer at a time
     hold the file, and on PostgreSQL nothing waits on these rows, so the write is kept as short as it
-    can be (loading the claimed row inside it held SQLite's lock three times as long)."""
+    can be (loading the claimed row inside it held SQLite's lock about twice as long: 1.3 ms, not 0.7)."""
     now = _now()
     uploads = Upload.__table__
     claimed = db.session.execute(

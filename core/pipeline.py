@@ -123,7 +123,7 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
     earlier = [] if upload.attempts <= 1 else list(db.session.execute(
         sa.select(Attempt).where(Attempt.upload_id == upload.id, Attempt.number < upload.attempts)
         .order_by(Attempt.number)).scalars())
-    resend = bool(record.resend)
+    resend = record.resend
 
     started = time.monotonic()
     sent = False  # the post hook was called: from here on the request may have left
