@@ -145,13 +145,19 @@ def sandbox_command(host: str, port: int, config_path: str | None) -> None:
     """Serve every plugin's sandbox regulator."""
     from pathlib import Path
 
-    from werkzeug.serving import run_simple
-
     from core.config import instance_dir
-    from core.sandbox import RawHeadersHandler, combined_app, load_configs
+    from core.sandbox import combined_app, load_configs, make_sandbox_server
 
     path = Path(config_path) if config_path else instance_dir() / "sandbox.json"
-    run_simple(host, port, combined_app(load_configs(path)), threaded=True, request_handler=RawHeadersHandler)
+    server = make_sandbox_server(host, port, combined_app(load_configs(path)))
+    click.echo(f"沙箱监管方：http://{host}:{server.server_port}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close_connections()
+        server.server_close()
 
 
 def _parse_local(value: str, tz: str) -> datetime:

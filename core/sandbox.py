@@ -1,16 +1,28 @@
-"""Serving every plugin's sandbox regulator from one HTTP server (``baosong sandbox``)."""
+"""Serving every plugin's sandbox regulator from one HTTP server (``baosong sandbox``).
+
+The server keeps HTTP/1.1 connections open between requests, as a regulator's gateway does: werkzeug's
+development server closes every connection after one answer, which made each upload pay a TCP connect
+and the server a new thread (a real gateway would not make the client do that, and the benchmark would
+measure it). A connection closes after a fault that cut or dropped an answer, after an error, after a
+request whose body was not framed by Content-Length, and after ``IDLE_SECONDS`` without a request.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import socket
 import threading
 from pathlib import Path
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
 
 from core.plugins import registry
+
+IDLE_SECONDS = 60  # an idle kept-alive connection is closed after this (nginx's default is 75 s)
+_CLOSE = "baosong.close_connection"  # environ key: this connection must not serve another request
 
 
 def combined_app(configs: dict[str, dict]):
@@ -24,16 +36,127 @@ def combined_app(configs: dict[str, dict]):
     return DispatcherMiddleware(listing, mounts)
 
 
+def close_after_answer(environ: dict) -> None:
+    """Ask the server to close this connection once the current answer is written."""
+    environ[_CLOSE] = True
+
+
+class _CloseOnError:
+    """Marks the connection for closing when the app raises, while answering or mid-body: an answer cut
+    short leaves the connection's framing broken, so it must not carry another request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            close_after_answer(environ)
+            raise
+        return self._iterate(environ, body)
+
+    @staticmethod
+    def _iterate(environ, body):
+        try:
+            yield from body
+        except BaseException:
+            close_after_answer(environ)
+            raise
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+
 class RawHeadersHandler(WSGIRequestHandler):
-    """Keeps the request's headers as sent in ``environ["baosong.raw_headers"]``: the WSGI environ
-    drops names with '_' (Alibaba CSB's ``_api_*`` headers), which a sandbox must verify."""
+    """Keeps the request's headers as sent in ``environ["baosong.raw_headers"]`` (the WSGI environ drops
+    names with '_', Alibaba CSB's ``_api_*`` headers, which a sandbox must verify), and keeps the
+    connection alive between requests."""
 
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS
+    _keep_alive = False  # until a request has been read whole (send_error may answer before that)
+    environ: dict | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        connections = getattr(self.server, "baosong_connections", None)
+        if connections is not None:
+            with self.server.baosong_lock:
+                connections.add(self.connection)
+
+    def finish(self) -> None:
+        connections = getattr(self.server, "baosong_connections", None)
+        if connections is not None:
+            with self.server.baosong_lock:
+                connections.discard(self.connection)
+        super().finish()
 
     def make_environ(self):
         environ = super().make_environ()
         environ["baosong.raw_headers"] = list(self.headers.items())
         return environ
+
+    def run_wsgi(self) -> None:
+        # werkzeug drains whatever is readable for 10 ms after answering, because it closes every
+        # connection; on a kept-alive one that would swallow the client's next request. The body is
+        # read here in full instead, and werkzeug drains an empty buffer.
+        self._keep_alive = not self.close_connection
+        connection_reader = self.rfile
+        length = self.headers.get("Content-Length")
+        if ("Transfer-Encoding" in self.headers or "Expect" in self.headers
+                or (length is not None and not length.strip().isdigit())):
+            self._keep_alive = False  # not framed by a plain Content-Length: werkzeug reads it as it can
+        else:
+            body = connection_reader.read(int(length)) if length else b""
+            if length and len(body) < int(length):  # the client went away mid-body
+                self.close_connection = True
+                return
+            self.rfile = io.BytesIO(body)
+        self.environ = None
+        try:
+            super().run_wsgi()
+        finally:
+            self.rfile = connection_reader
+        if not self._keeps_connection():
+            self.close_connection = True
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and self._keeps_connection():
+            return  # werkzeug says close on every answer; this server keeps the connection
+        super().send_header(keyword, value)
+
+    def _keeps_connection(self) -> bool:
+        # An answer written after the app failed (werkzeug's 500) says "Connection: close", so that the
+        # client does not send its next request down a connection about to close.
+        return self._keep_alive and not (self.environ or {}).get(_CLOSE)
+
+    def connection_dropped(self, error, environ=None) -> None:
+        self.close_connection = True
+
+    def log_error(self, format: str, *args) -> None:
+        if format.startswith("Request timed out"):
+            return  # an idle kept-alive connection reaching IDLE_SECONDS is not an error
+        super().log_error(format, *args)
+
+
+def make_sandbox_server(host: str, port: int, app) -> BaseWSGIServer:
+    """A threaded werkzeug server with the sandbox's handler; ``close_connections`` shuts its open ones."""
+    server = make_server(host, port, _CloseOnError(app), threaded=True, request_handler=RawHeadersHandler)
+    server.baosong_connections = set()
+    server.baosong_lock = threading.Lock()
+
+    def close_connections() -> None:
+        with server.baosong_lock:
+            open_connections = list(server.baosong_connections)
+        for sock in open_connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    server.close_connections = close_connections
+    return server
 
 
 def load_configs(path: Path) -> dict[str, dict]:
@@ -45,11 +168,14 @@ class ServerThread(threading.Thread):
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         super().__init__(daemon=True)
-        self.server = make_server(host, port, app, threaded=True, request_handler=RawHeadersHandler)
+        self.server = make_sandbox_server(host, port, app)
         self.url = f"http://{host}:{self.server.server_port}"
 
     def run(self) -> None:
         self.server.serve_forever()
 
     def stop(self) -> None:
+        """Stop accepting and close the connections kept open, so no client is answered afterwards."""
         self.server.shutdown()
+        self.server.close_connections()
+        self.server.server_close()
