@@ -6,8 +6,9 @@ against the keydata sandbox (a real HTTP server in its own process), until every
     python bench/bench_worker.py --db postgres --pg-url postgresql://postgres@127.0.0.1:5432/test_h8
     python bench/bench_worker.py --slots 1500 --repeat 3   # 1, 2, 1, 2, 1, 2 workers; medians
 
-Uploads/s is counted from the first attempt's start to the last attempt's end in the ledger (worker
-start-up excluded; printed apart). With ``--repeat``, the worker counts take turns round after round
+Uploads/s is counted from the first attempt's start to the last attempt's end in the ledger. Each
+worker starts up first and waits (bench/ready_worker.py); all are released together once all are
+ready, so no start-up overlaps the measured span (start-up time is printed apart). With ``--repeat``, the worker counts take turns round after round
 (a machine that slows down for a while slows every count alike) and the medians are compared. ``--fork`` also measures RQ's forking worker for comparison.
 ``--profile`` runs one in-process worker under cProfile and prints where an upload's time goes.
 
@@ -106,15 +107,28 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
     from core.db import db
     from core.models import Attempt, Upload, UploadStatus
 
-    args = [sys.executable, "-m", "core.cli", "worker", "--burst", *(["--fork"] if fork else [])]
-    _wait_for_go(barrier)
-    started = time.perf_counter()
-    sandbox_cpu = _cpu_seconds(sandbox_pid)
+    ready = Path(tempfile.mkdtemp(prefix="baosong-bench-ready-"))
+    if fork:
+        args = [sys.executable, "-m", "core.cli", "worker", "--burst", "--fork"]
+    else:
+        args = [sys.executable, str(ROOT / "bench" / "ready_worker.py"), str(ready)]
+    launched = time.perf_counter()
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(workers)]
-    worker_cpu = 0.0
+    if not fork:  # every worker started up and waiting: none of their start-ups overlaps the work
+        while len(list(ready.glob("ready-*"))) < workers:
+            if any(proc.poll() is not None for proc in procs):
+                raise RuntimeError("a worker exited before it was ready")
+            time.sleep(0.005)
+    startup = time.perf_counter() - launched
+    _wait_for_go(barrier)
+    startup_cpu = sum(_cpu_seconds(proc.pid) for proc in procs)
+    sandbox_cpu = _cpu_seconds(sandbox_pid)
+    started = time.perf_counter()
+    (ready / "go").touch()
+    worker_cpu = -startup_cpu
     for proc in procs:
-        _, _, usage = os.wait4(proc.pid, 0)  # the worker's own CPU (start-up included)
+        _, _, usage = os.wait4(proc.pid, 0)
         proc.returncode = 0
         worker_cpu += usage.ru_utime + usage.ru_stime
     wall = time.perf_counter() - started
@@ -131,6 +145,7 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
     ok = statuses.get(UploadStatus.SUCCEEDED, 0)
     return {"workers": workers, "kind": "fork" if fork else "simple", "uploads": len(ids), "succeeded": ok,
             "statuses": statuses, "busy_s": round(busy, 2), "wall_s": round(wall, 2),
+            "startup_s": round(startup, 2),
             "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms,
             "first": first.isoformat(), "last": last.isoformat(),
             "worker_cpu_ms": round(worker_cpu * 1000 / len(ids), 2),
@@ -325,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.result.write_text(json.dumps(result, default=str))
             print(f"{result['workers']} {result['kind']:6} worker(s): {result['uploads']} uploads, "
                   f"{result['succeeded']} succeeded, {result['per_s']} uploads/s "
-                  f"(busy {result['busy_s']} s, wall with start-up {result['wall_s']} s, "
-                  f"attempt median {result['attempt_median_ms']} ms; CPU per upload: workers "
-                  f"{result['worker_cpu_ms']} ms incl. start-up, sandbox {result['sandbox_cpu_ms']} ms; "
+                  f"(busy {result['busy_s']} s, from release to exit {result['wall_s']} s, start-up before "
+                  f"release {result['startup_s']} s, attempt median {result['attempt_median_ms']} ms; CPU per "
+                  f"upload: workers {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms; "
                   f"planning the back-fill took {result['planning_ms_per_slot']} ms per slot)", flush=True)
             if result["succeeded"] != result["uploads"]:
                 print(f"  not all succeeded: {result['statuses']}")
