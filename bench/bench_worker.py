@@ -91,6 +91,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, over every core (Linux /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is counted within user already
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
+
+
 def _wait_for_go(barrier: Path | None) -> None:
     """A ``--ceiling`` pipeline: say it is ready, then start when every pipeline is."""
     if barrier is None:
@@ -124,6 +133,7 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
     _wait_for_go(barrier)
     startup_cpu = sum(_cpu_seconds(proc.pid) for proc in procs)
     sandbox_cpu = _cpu_seconds(sandbox_pid)
+    machine_before = _machine_busy_seconds()
     started = time.perf_counter()
     (ready / "go").touch()
     worker_cpu = -startup_cpu
@@ -133,6 +143,8 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
         worker_cpu += usage.ru_utime + usage.ru_stime
     wall = time.perf_counter() - started
     sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_cpu
+    machine_after = _machine_busy_seconds()
+    machine_busy = (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1e-9)
     with app.app_context():
         statuses = dict(db.session.execute(
             sa.select(Upload.status, sa.func.count()).where(Upload.id.in_(ids)).group_by(Upload.status)).all())
@@ -149,7 +161,7 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
             "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms,
             "first": first.isoformat(), "last": last.isoformat(),
             "worker_cpu_ms": round(worker_cpu * 1000 / len(ids), 2),
-            "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2)}
+            "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2), "machine_busy": round(machine_busy, 3)}
 
 
 def _profile(app, ids: list[int]) -> None:
@@ -343,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(busy {result['busy_s']} s, from release to exit {result['wall_s']} s, start-up before "
                   f"release {result['startup_s']} s, attempt median {result['attempt_median_ms']} ms; CPU per "
                   f"upload: workers {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms; "
+                  f"the machine's {os.cpu_count()} cores {result['machine_busy']:.0%} busy; "
                   f"planning the back-fill took {result['planning_ms_per_slot']} ms per slot)", flush=True)
             if result["succeeded"] != result["uploads"]:
                 print(f"  not all succeeded: {result['statuses']}")

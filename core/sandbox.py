@@ -75,6 +75,9 @@ class RawHeadersHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = IDLE_SECONDS
+    # An answer goes out in two writes (head, then body): with Nagle's algorithm the body waited for the
+    # client's delayed ACK of the head on a kept-alive connection, 40 ms an answer (measured).
+    disable_nagle_algorithm = True
     _keep_alive = False  # until a request has been read whole (send_error may answer before that)
     environ: dict | None = None
 
