@@ -137,10 +137,12 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
     started = time.perf_counter()
     (ready / "go").touch()
     worker_cpu = -startup_cpu
+    switches = 0
     for proc in procs:
         _, _, usage = os.wait4(proc.pid, 0)
         proc.returncode = 0
         worker_cpu += usage.ru_utime + usage.ru_stime
+        switches += usage.ru_nvcsw + usage.ru_nivcsw  # start-up's few included
     wall = time.perf_counter() - started
     sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_cpu
     machine_after = _machine_busy_seconds()
@@ -161,7 +163,8 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
             "per_s": round(len(ids) / busy, 1) if busy else 0.0, "attempt_median_ms": median_ms,
             "first": first.isoformat(), "last": last.isoformat(),
             "worker_cpu_ms": round(worker_cpu * 1000 / len(ids), 2),
-            "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2), "machine_busy": round(machine_busy, 3)}
+            "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2), "machine_busy": round(machine_busy, 3),
+            "switches_per_upload": round(switches / len(ids), 1)}
 
 
 def _profile(app, ids: list[int]) -> None:
@@ -258,6 +261,7 @@ def _ceiling_round(slots: int, db_args: list[str], pipelines: int = 2) -> dict:
             "busy_s": round(busy, 2), "per_s": round(uploads / busy, 1) if busy else 0.0,
             "each_per_s": [r["per_s"] for r in results],
             "worker_cpu_ms": round(statistics.mean(r["worker_cpu_ms"] for r in results), 2),
+            "switches_per_upload": round(statistics.mean(r["switches_per_upload"] for r in results), 1),
             "sandbox_cpu_ms": round(statistics.mean(r["sandbox_cpu_ms"] for r in results), 2)}
 
 
@@ -333,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
                 print(f"2 pipelines sharing nothing: {result['uploads']} uploads, {result['succeeded']} succeeded, "
                       f"{result['per_s']} uploads/s together (each {', '.join(map(str, result['each_per_s']))}; "
-                      f"CPU per upload: worker {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms)",
+                      f"CPU per upload: worker {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms; "
+                      f"worker context switches {result['switches_per_upload']} per upload)",
                       flush=True)
                 continue
             slots = args.slots if not fork else max(50, args.slots // 5)
@@ -355,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(busy {result['busy_s']} s, from release to exit {result['wall_s']} s, start-up before "
                   f"release {result['startup_s']} s, attempt median {result['attempt_median_ms']} ms; CPU per "
                   f"upload: workers {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms; "
+                  f"worker context switches {result['switches_per_upload']} per upload; "
                   f"the machine's {os.cpu_count()} cores {result['machine_busy']:.0%} busy; "
                   f"planning the back-fill took {result['planning_ms_per_slot']} ms per slot)", flush=True)
             if result["succeeded"] != result["uploads"]:
