@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from conftest import ROOT, configure_keydata_sandbox
 from test_shangrao_support import configure_sandbox, fee_row, records
 
-from core import clock, ledger, pipeline, settings
+from core import aggregates, clock, ledger, pipeline, settings
 from core.db import db
 from core.hook_types import UploadPlan
 from core.models import Attempt, Upload, UploadStatus
@@ -240,3 +240,10 @@ def test_a_thousand_uploads_through_killed_workers_and_faults_land_exactly_once(
     assert [k for k, n in Counter(keys).items() if n > 1] == [], "Shangrao rows stored twice"
     assert set(keys) == expected, f"{len(expected - set(keys))} Shangrao rows lost"
     assert not KILL_EVERY_SECONDS or (kills >= 5 and interrupted >= 1)  # the workers really were killed in the middle of sending
+
+    # The statistics the racing (and killed) workers kept, day rows and indicators included, equal a
+    # rebuild from the ledger alone: two workers finishing the same day never overwrote each other.
+    db.session.expire_all()
+    kept = aggregates.snapshot()
+    aggregates.rebuild()
+    assert aggregates.snapshot() == kept
