@@ -123,6 +123,7 @@ class RawHeadersHandler(WSGIRequestHandler):
             self.rfile = connection_reader
         if not self._keeps_connection():
             self.close_connection = True
+        self._keep_alive = False  # an error answered before the next request is read (send_error) closes
 
     def send_header(self, keyword: str, value: str) -> None:
         if keyword.lower() == "connection" and value.lower() == "close" and self._keeps_connection():

@@ -115,3 +115,19 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(monkeypatch, serve)
             received += sock.recv(4096)
         assert b"Connection: close" not in received
         assert sock.recv(4096) == b""  # closed by the server once idle for its timeout
+
+
+def test_a_malformed_request_after_a_good_one_is_answered_with_close(echo):
+    url, _ = echo
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b"empty" not in received:
+            received += sock.recv(4096)
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):  # until the server closes the connection
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"HTTP/1.1 431") and b"Connection: close" in head
