@@ -30,9 +30,7 @@ def create_app(config: Config | None = None, *, name: str = "baosong") -> Flask:
     with app.app_context():
         if config.database_url.startswith("sqlite"):
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
-            path = _sqlite_file(config.database_url)
-            if path:
-                sqlite_writers.install(db.engine, path)
+            sqlite_writers.install(db.engine)  # acts on turn-taking connections (a file) only
         else:
             ping_after_idle(db.engine)
     return app
@@ -66,9 +64,9 @@ def ping_after_idle(engine: sa.engine.Engine) -> None:
             raise
 
 
-def _sqlite_file(url: str) -> str | None:
+def _is_sqlite_file(url: str) -> bool:
     database = sa.engine.make_url(url).database
-    return database if database and database != ":memory:" and not database.startswith("file:") else None
+    return bool(database) and database != ":memory:" and not database.startswith("file:")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -87,8 +85,7 @@ def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         # Several processes (admin, workers, scheduler) share one SQLite file: writers take turns
         # (core.sqlite_writers), and wait on SQLite's own lock too.
-        path = _sqlite_file(url)
-        return {"connect_args": sqlite_writers.connect_args(path) if path else {"timeout": 30}}
+        return {"connect_args": sqlite_writers.connect_args() if _is_sqlite_file(url) else {"timeout": 30}}
     return {}  # connections idle in the pool are checked at checkout (ping_after_idle)
 
 

@@ -18,8 +18,8 @@ from core import sqlite_writers
 
 
 def engine_for(path) -> sa.engine.Engine:
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args=sqlite_writers.connect_args(str(path)))
-    sqlite_writers.install(engine, str(path))
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args=sqlite_writers.connect_args())
+    sqlite_writers.install(engine)
     return engine
 
 
@@ -35,7 +35,7 @@ def database(tmp_path):
 
 
 def holds_turn(conn) -> bool:
-    return conn.connection.dbapi_connection._lock_fd is not None
+    return conn.connection.dbapi_connection._holds_turn
 
 
 def test_a_write_takes_the_turn_until_its_transaction_ends_and_a_read_never_does(database):
