@@ -146,10 +146,10 @@ def sandbox_command(host: str, port: int, config_path: str | None) -> None:
     from pathlib import Path
 
     from core.config import instance_dir
-    from core.sandbox import combined_app, load_configs, make_sandbox_server
+    from core.sandbox import SandboxServer, combined_app, load_configs
 
     path = Path(config_path) if config_path else instance_dir() / "sandbox.json"
-    server = make_sandbox_server(host, port, combined_app(load_configs(path)))
+    server = SandboxServer(host, port, combined_app(load_configs(path)))
     click.echo(f"沙箱监管方：http://{host}:{server.server_port}", err=True)
     try:
         server.serve_forever()

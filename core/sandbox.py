@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Response
 
 from core.plugins import registry
@@ -36,11 +36,6 @@ def combined_app(configs: dict[str, dict]):
     return DispatcherMiddleware(listing, mounts)
 
 
-def close_after_answer(environ: dict) -> None:
-    """Ask the server to close this connection once the current answer is written."""
-    environ[_CLOSE] = True
-
-
 class _CloseOnError:
     """Marks the connection for closing when the app raises, while answering or mid-body: an answer cut
     short leaves the connection's framing broken, so it must not carry another request."""
@@ -52,7 +47,7 @@ class _CloseOnError:
         try:
             body = self.app(environ, start_response)
         except BaseException:
-            close_after_answer(environ)
+            environ[_CLOSE] = True
             raise
         return self._iterate(environ, body)
 
@@ -61,7 +56,7 @@ class _CloseOnError:
         try:
             yield from body
         except BaseException:
-            close_after_answer(environ)
+            environ[_CLOSE] = True
             raise
         finally:
             if hasattr(body, "close"):
@@ -81,18 +76,14 @@ class RawHeadersHandler(WSGIRequestHandler):
     _keep_alive = False  # until a request has been read whole (send_error may answer before that)
     environ: dict | None = None
 
+    server: SandboxServer
+
     def setup(self) -> None:
         super().setup()
-        connections = getattr(self.server, "baosong_connections", None)
-        if connections is not None:
-            with self.server.baosong_lock:
-                connections.add(self.connection)
+        self.server.opened(self.connection)
 
     def finish(self) -> None:
-        connections = getattr(self.server, "baosong_connections", None)
-        if connections is not None:
-            with self.server.baosong_lock:
-                connections.discard(self.connection)
+        self.server.closed(self.connection)
         super().finish()
 
     def make_environ(self):
@@ -144,23 +135,31 @@ class RawHeadersHandler(WSGIRequestHandler):
         super().log_error(format, *args)
 
 
-def make_sandbox_server(host: str, port: int, app) -> BaseWSGIServer:
-    """A threaded werkzeug server with the sandbox's handler; ``close_connections`` shuts its open ones."""
-    server = make_server(host, port, _CloseOnError(app), threaded=True, request_handler=RawHeadersHandler)
-    server.baosong_connections = set()
-    server.baosong_lock = threading.Lock()
+class SandboxServer(ThreadedWSGIServer):
+    """A threaded werkzeug server with the sandbox's handler that knows its open connections, so that
+    ``close_connections`` can shut the kept-alive ones when it stops."""
 
-    def close_connections() -> None:
-        with server.baosong_lock:
-            open_connections = list(server.baosong_connections)
-        for sock in open_connections:
+    def __init__(self, host: str, port: int, app) -> None:
+        super().__init__(host, port, _CloseOnError(app), handler=RawHeadersHandler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            open_connections = list(self._connections)
+        for connection in open_connections:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-    server.close_connections = close_connections
-    return server
 
 
 def load_configs(path: Path) -> dict[str, dict]:
@@ -172,7 +171,7 @@ class ServerThread(threading.Thread):
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         super().__init__(daemon=True)
-        self.server = make_sandbox_server(host, port, app)
+        self.server = SandboxServer(host, port, app)
         self.url = f"http://{host}:{self.server.server_port}"
 
     def run(self) -> None:
