@@ -102,29 +102,31 @@ def test_the_core_transport_reuses_its_connection_across_uploads(echo):
     assert len({port for port, _ in seen}) == 1
 
 
+def _connect_and_get(url: str) -> tuple[socket.socket, bytes]:
+    """A raw connection to ``url``'s server that has sent one GET and read its whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    received = b""
+    while b"empty" not in received:
+        received += sock.recv(4096)
+    return sock, received
+
+
 def test_an_idle_connection_is_closed_after_the_idle_timeout(monkeypatch, serve):
     from core import sandbox
 
     monkeypatch.setattr(sandbox.RawHeadersHandler, "timeout", 0.3)
-    url = serve(_echo_app([]))
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while b"empty" not in received:
-            received += sock.recv(4096)
+    sock, received = _connect_and_get(serve(_echo_app([])))
+    with sock:
         assert b"Connection: close" not in received
         assert sock.recv(4096) == b""  # closed by the server once idle for its timeout
 
 
 def test_a_malformed_request_after_a_good_one_is_answered_with_close(echo):
     url, _ = echo
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while b"empty" not in received:
-            received += sock.recv(4096)
+    sock, _ = _connect_and_get(url)
+    with sock:
         sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
         answer = b""
         while chunk := sock.recv(4096):  # until the server closes the connection
