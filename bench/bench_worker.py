@@ -4,12 +4,13 @@ against the keydata sandbox (a real HTTP server in its own process), until every
     python bench/bench_worker.py                      # 400 slots, 1 worker then 2 workers, SQLite
     python bench/bench_worker.py --slots 1000 --workers 1 2 4 --fork
     python bench/bench_worker.py --db postgres --pg-url postgresql://postgres@127.0.0.1:5432/test_h8
-    python bench/bench_worker.py --slots 1500 --repeat 3   # 1, 2, 1, 2, 1, 2 workers; medians
+    python bench/bench_worker.py --slots 1500 --repeat 4   # 1, 2, 2, 1, 1, 2, 2, 1 workers; medians
 
 Uploads/s is counted from the first attempt's start to the last attempt's end in the ledger. Each
 worker starts up first and waits (bench/ready_worker.py); all are released together once all are
-ready, so no start-up overlaps the measured span (start-up time is printed apart). With ``--repeat``, the worker counts take turns round after round
-(a machine that slows down for a while slows every count alike) and the medians are compared. ``--fork`` also measures RQ's forking worker for comparison.
+ready, so no start-up overlaps the measured span (start-up time is printed apart). With ``--repeat``, the worker counts take turns round after round,
+every other round in reverse order (a machine that slows down for a while slows every count alike, and
+none is always first), and the medians are compared. ``--fork`` also measures RQ's forking worker for comparison.
 ``--profile`` runs one in-process worker under cProfile and prints where an upload's time goes.
 
 ``--ceiling`` measures what this machine allows, whatever the software: each round also runs two whole
@@ -329,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
             offset += args.warmup
             _measure(app, warm, env, 1, False, sandbox.pid)
         db_args = ["--db", args.db, "--pg-url", args.pg_url]  # each with its own embedded Redis
-        runs = [(n, False) for _ in range(args.repeat) for n in [*args.workers, *(["ceiling"] if args.ceiling else [])]]
+        # Every other round runs in reverse (1, 2, C, C, 2, 1, …): on this shared machine the first run after
+        # a pause measured faster than the next ones, and a fixed order handed that to the same count.
+        order = [*args.workers, *(["ceiling"] if args.ceiling else [])]
+        runs = [(n, False) for r in range(args.repeat) for n in (order if r % 2 == 0 else order[::-1])]
         runs += [(1, True)] if args.fork else []
         for workers, fork in runs:
             if workers == "ceiling":
