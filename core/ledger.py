@@ -113,10 +113,11 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int, *,
     is kept as short as it can be (loading the claimed row inside it held SQLite's lock about twice as
     long: 1.3 ms, not 0.7)."""
     now = _now()
+    number = expected_attempts + 1
     take, record_attempt = _claim_statements()
     connection = db.session.connection()
     claimed = connection.execute(take, {
-        "k_id": upload_id, "k_attempts": expected_attempts, "new_attempts": expected_attempts + 1,
+        "k_id": upload_id, "k_attempts": expected_attempts, "new_attempts": number,
         "new_lease": now + timedelta(seconds=lease_seconds), "new_now": now}).first()
     if claimed is None:
         db.session.rollback()
@@ -126,7 +127,6 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int, *,
         # which is synchronous and so makes the claim durable with it. If the server crashes before
         # that, the claim is lost with nothing sent (the upload is pending again). One fsync less.
         db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
-    number = expected_attempts + 1
     connection.execute(record_attempt, dict(
         upload_id=upload_id, number=number, started_at=now, worker=worker,
         resend=bool(claimed.delivery_uncertain) or claimed.operation == "update"))
@@ -139,6 +139,7 @@ def claim(upload_id: int, expected_attempts: int, lease_seconds: int, *,
 
 @functools.cache
 def _claim_statements() -> tuple[sa.Update, sa.Insert]:
+    """(compare-and-set the upload to SENDING, insert its attempt), built once per process."""
     uploads = Upload.__table__
     take = (
         sa.update(uploads)
