@@ -4,7 +4,7 @@ uploads, on SQLite and PostgreSQL.
     python bench/bench_scale.py                                 # 10,000 and 100,000, both backends
     python bench/bench_scale.py --large                         # + 1,000,000 (seeding takes minutes)
     python bench/bench_scale.py 10000 --db sqlite --plans       # + the query plans of the hot queries
-    python bench/bench_scale.py --pg-url postgresql://postgres@127.0.0.1:5432/test_h8
+    python bench/bench_scale.py --pg-url postgresql://postgres@127.0.0.1:5432/test
 
 Seeding is realistic and fast (bulk inserts with SQLAlchemy Core): a year of uploads of several report
 types (key data per hospital and per department, Shangrao batches, two-path filings, IHS), ~5 % failures
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sizes", nargs="*", type=int)
     parser.add_argument("--large", action="store_true", help="add 1,000,000 uploads")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test_h8")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--full-export-max", type=int, default=100_000,
                         help="export everything only up to this size (the failures export always)")
