@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_upload_log import _driver_url, _pg_schema, _postgres_up  # noqa: E402
+from bench_upload_log import PG_URL, _driver_url, _pg_schema, _postgres_up  # noqa: E402
 
 PASSWORD = "Bench-passw0rd-1"
 # (report type, weight): roughly a hospital's year (hourly key data per department dominates).
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sizes", nargs="*", type=int)
     parser.add_argument("--large", action="store_true", help="add 1,000,000 uploads")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--full-export-max", type=int, default=100_000,
                         help="export everything only up to this size (the failures export always)")

