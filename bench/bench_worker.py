@@ -95,6 +95,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _minor_faults(pid: int) -> int:
+    """Minor page faults a running process has taken so far (Linux /proc)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    except OSError:
+        return 0
+
+
 def _machine_busy_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, over every core (Linux /proc/stat)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -136,17 +144,20 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
     startup = time.perf_counter() - launched
     _wait_for_go(barrier)
     startup_cpu = sum(_cpu_seconds(proc.pid) for proc in procs)
+    startup_faults = sum(_minor_faults(proc.pid) for proc in procs)
     sandbox_cpu = _cpu_seconds(sandbox_pid)
     machine_before = _machine_busy_seconds()
     started = time.perf_counter()
     (ready / "go").touch()
     worker_cpu = -startup_cpu
     switches = 0
+    faults = -startup_faults
     for proc in procs:
         _, _, usage = os.wait4(proc.pid, 0)
         proc.returncode = 0
         worker_cpu += usage.ru_utime + usage.ru_stime
         switches += usage.ru_nvcsw + usage.ru_nivcsw  # start-up's few included
+        faults += usage.ru_minflt
     wall = time.perf_counter() - started
     sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_cpu
     machine_after = _machine_busy_seconds()
@@ -168,7 +179,7 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
             "first": first.isoformat(), "last": last.isoformat(),
             "worker_cpu_ms": round(worker_cpu * 1000 / len(ids), 2),
             "sandbox_cpu_ms": round(sandbox_cpu * 1000 / len(ids), 2), "machine_busy": round(machine_busy, 3),
-            "switches_per_upload": round(switches / len(ids), 1)}
+            "switches_per_upload": round(switches / len(ids), 1), "faults_per_upload": round(faults / len(ids), 1)}
 
 
 def _profile(app, ids: list[int]) -> None:
@@ -266,6 +277,7 @@ def _ceiling_round(slots: int, db_args: list[str], pipelines: int = 2) -> dict:
             "each_per_s": [r["per_s"] for r in results],
             "worker_cpu_ms": round(statistics.mean(r["worker_cpu_ms"] for r in results), 2),
             "switches_per_upload": round(statistics.mean(r["switches_per_upload"] for r in results), 1),
+            "faults_per_upload": round(statistics.mean(r["faults_per_upload"] for r in results), 1),
             "sandbox_cpu_ms": round(statistics.mean(r["sandbox_cpu_ms"] for r in results), 2)}
 
 
@@ -348,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"2 pipelines sharing nothing: {result['uploads']} uploads, {result['succeeded']} succeeded, "
                       f"{result['per_s']} uploads/s together (each {', '.join(map(str, result['each_per_s']))}; "
                       f"CPU per upload: worker {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms; "
-                      f"worker context switches {result['switches_per_upload']} per upload)",
+                      f"worker context switches {result['switches_per_upload']} per upload, "
+                      f"page faults {result['faults_per_upload']})",
                       flush=True)
                 continue
             slots = args.slots if not fork else max(50, args.slots // 5)
@@ -370,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(busy {result['busy_s']} s, from release to exit {result['wall_s']} s, start-up before "
                   f"release {result['startup_s']} s, attempt median {result['attempt_median_ms']} ms; CPU per "
                   f"upload: workers {result['worker_cpu_ms']} ms, sandbox {result['sandbox_cpu_ms']} ms; "
-                  f"worker context switches {result['switches_per_upload']} per upload; "
+                  f"worker context switches {result['switches_per_upload']} per upload, page faults {result['faults_per_upload']}; "
                   f"the machine's {os.cpu_count()} cores {result['machine_busy']:.0%} busy; "
                   f"planning the back-fill took {result['planning_ms_per_slot']} ms per slot)", flush=True)
             if result["succeeded"] != result["uploads"]:
