@@ -86,21 +86,13 @@ def _plan(app, first_slot_hours_ago: int, slots: int) -> list[int]:
         return ids
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a running process has used so far (Linux /proc)."""
+def _process_usage(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds, minor page faults) a running process has used so far (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _minor_faults(pid: int) -> int:
-    """Minor page faults a running process has taken so far (Linux /proc)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-    except OSError:
-        return 0
+        return 0.0, 0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
 
 
 def _machine_busy_seconds() -> tuple[float, float]:
@@ -143,15 +135,14 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
             time.sleep(0.005)
     startup = time.perf_counter() - launched
     _wait_for_go(barrier)
-    startup_cpu = sum(_cpu_seconds(proc.pid) for proc in procs)
-    startup_faults = sum(_minor_faults(proc.pid) for proc in procs)
-    sandbox_cpu = _cpu_seconds(sandbox_pid)
+    startup_usage = [_process_usage(proc.pid) for proc in procs]
+    sandbox_cpu = _process_usage(sandbox_pid)[0]
     machine_before = _machine_busy_seconds()
     started = time.perf_counter()
     (ready / "go").touch()
-    worker_cpu = -startup_cpu
+    worker_cpu = -sum(cpu for cpu, _ in startup_usage)
     switches = 0
-    faults = -startup_faults
+    faults = -sum(count for _, count in startup_usage)  # start-up's are left out, as its CPU is
     for proc in procs:
         _, _, usage = os.wait4(proc.pid, 0)
         proc.returncode = 0
@@ -159,7 +150,7 @@ def _measure(app, ids: list[int], env: dict, workers: int, fork: bool, sandbox_p
         switches += usage.ru_nvcsw + usage.ru_nivcsw  # start-up's few included
         faults += usage.ru_minflt
     wall = time.perf_counter() - started
-    sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_cpu
+    sandbox_cpu = _process_usage(sandbox_pid)[0] - sandbox_cpu
     machine_after = _machine_busy_seconds()
     machine_busy = (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1e-9)
     with app.app_context():
