@@ -289,9 +289,12 @@ def test_sm2_kdf_all_zero_picks_new_k(monkeypatch, keypair):
         return b"\0" * klen if calls["n"] == 1 else real(z, klen)
 
     monkeypatch.setattr("core.crypto.sm3.sm3_kdf", first_zero)
-    ct = sm2_encrypt(b"z", p, SM2Profile())
+    # 32 bytes: the real KDF on the new k is all-zero with probability 2^-256, so the count is exact
+    # (a 1-byte message made the second, real call all-zero 1 time in 256 and the count 3).
+    msg = b"z" * 32
+    ct = sm2_encrypt(msg, p, SM2Profile())
     monkeypatch.undo()
-    assert calls["n"] == 2 and sm2_decrypt(ct, d, SM2Profile()) == b"z"
+    assert calls["n"] == 2 and sm2_decrypt(ct, d, SM2Profile()) == msg
 
 
 def test_sm2_empty_plaintext_is_rejected(keypair):
