@@ -26,7 +26,7 @@ class UploadStatus:
     FAILED = "failed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
-    WAITING = "waiting"  # a prerequisite (core.ordering) has not succeeded yet: never claimed
+    WAITING = "waiting"  # a prerequisite (core.ordering) has not succeeded yet: never sent
 
     ALL = (PENDING, SENDING, SUCCEEDED, RETRY_WAIT, FAILED, REJECTED, CANCELLED, WAITING)
     FINAL = (SUCCEEDED, FAILED, REJECTED, CANCELLED)

@@ -2,7 +2,7 @@
 
 An ``UploadPlan`` names its prerequisites in ``depends_on`` as (report_type, business_key). The ledger
 records one ``upload_dependencies`` row per prerequisite; an upload with a prerequisite that has not
-succeeded is recorded ``WAITING`` (等待前置上报), which ``ledger.claim`` never claims, so it cannot be sent
+succeeded is recorded ``WAITING`` (等待前置上报), which ``ledger.runnable`` never lets run, so it cannot be sent
 before its prerequisites. ``on_finished`` (called by ``ledger.finish`` and ``ledger.cancel`` in the
 same transaction as the prerequisite's new state) releases waiting uploads to ``PENDING`` when all their
 prerequisites succeeded, or holds them with the prerequisite's reason in ``last_message`` — down the

@@ -2,8 +2,9 @@
 
     build_payload -> validate (core.schema) -> sign -> post -> parse_response -> record
 
-Each attempt is claimed in the ledger and its Attempt row (URL, masked headers, plaintext, wire body)
-is committed before the request leaves, so a crash leaves a record the sweep can re-run.
+Each attempt is built from the upload as read, then taken in the ledger (a compare-and-set to SENDING)
+with its Attempt row (URL, masked headers, plaintext, wire body) in the commit before the request
+leaves, so a crash leaves a record the sweep can re-run.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def run_upload(upload_id: int, expected_attempts: int) -> str:
 
 def run_uploads(members: list[tuple[int, int]]) -> dict[int, str]:
     """RQ job entry for a batch (``core.queue.enqueue_uploads``): each upload's attempt in turn, each
-    claimed and committed on its own. One that raises is left as a single job would leave it (unclaimed,
+    taken and committed on its own. One that raises is left as a single job would leave it (runnable,
     or SENDING under a lease the sweep recovers) and the batch goes on. Returns the statuses by id."""
     from rq.timeouts import JobTimeoutException
 
@@ -80,25 +81,40 @@ def run_uploads(members: list[tuple[int, int]]) -> dict[int, str]:
 
 
 def attempt(upload_id: int, expected_attempts: int) -> str:
-    """Claim and run one attempt, and the follow-ups its plugin asks for (at most MAX_FOLLOW_UPS in a
-    row). Returns the upload's status afterwards ("skipped" if not claimed)."""
+    """Run one attempt, and the follow-ups its plugin asks for (at most MAX_FOLLOW_UPS in a row).
+    Returns the upload's status afterwards ("skipped" if it was not runnable with that many attempts)."""
     with _keeping_loaded_rows():
-        status = _attempt_once(upload_id, expected_attempts, follow_ups=0)
+        status = _attempt_as_read(upload_id, expected_attempts, follow_ups=0)
         follow_ups = 0
         while status == _FOLLOW_UP:
             follow_ups += 1
             upload = db.session.get(Upload, upload_id)
-            status = _attempt_once(upload_id, upload.attempts, follow_ups=follow_ups)
+            status = _attempt_as_read(upload_id, upload.attempts, follow_ups=follow_ups)
     return status
+
+
+# Times an attempt is built again when its upload changed between the read and the take (a person
+# edited it meanwhile); after that the sweep, which enqueues every runnable upload no job holds, has it.
+MAX_REREADS = 3
+
+
+def _attempt_as_read(upload_id: int, expected_attempts: int, *, follow_ups: int) -> str:
+    for _ in range(MAX_REREADS):
+        status = _attempt_once(upload_id, expected_attempts, follow_ups=follow_ups)
+        if status != _CHANGED:
+            return status
+    log.warning("upload %s changed %s times while its attempt was built; the sweep takes it up",
+                upload_id, MAX_REREADS)
+    return "skipped"
 
 
 @contextmanager
 def _keeping_loaded_rows():
-    """An attempt commits three times (claim, before the request leaves, the outcome); by default each
-    commit expires every loaded row and the next access reads it again. The rows an attempt touches
-    are its own while it holds the claim (nothing else writes a SENDING upload or its attempt), so
-    they stay loaded in between: half the statements of an attempt. The claim re-reads the upload,
-    and everything is expired at the end as a commit would have, for the caller."""
+    """An attempt commits twice (before the request leaves, the outcome); by default each commit
+    expires every loaded row and the next access reads it again. The rows an attempt touches are its
+    own while its upload is SENDING (nothing else writes a SENDING upload or its attempt), so they stay
+    loaded in between. The read before the take refreshes the upload, and everything is expired at the
+    end as a commit would have, for the caller."""
     session = db.session()
     before = session.expire_on_commit
     session.expire_on_commit = False
@@ -110,22 +126,31 @@ def _keeping_loaded_rows():
 
 
 _FOLLOW_UP = "follow_up"
+_CHANGED = "changed"  # the upload changed between the read and the take: nothing was written or sent
 
 
 def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) -> str:
+    """One attempt: read the runnable upload, build and sign its request, then take it (SENDING) and
+    record the attempt in one commit before the request leaves; send; record the outcome. An attempt
+    that stops before sending is taken and finished in one commit. A worker that dies before the take
+    leaves the upload runnable, as it was; after it, SENDING under a lease the sweep recovers."""
     policy = settings.flags()
     lease_seconds = int(policy["send_lease_seconds"])
-    claimed = ledger.claim(upload_id, expected_attempts, lease_seconds, worker=_worker_name())
-    if claimed is None:
+    upload = ledger.runnable(upload_id, expected_attempts)
+    if upload is None:
         return "skipped"
-    upload, record = claimed
+    number = expected_attempts + 1
+    record = Attempt(upload_id=upload.id, number=number, started_at=clock.utc_naive(clock.now()),
+                     worker=_worker_name(), resend=bool(upload.delivery_uncertain) or upload.operation == "update",
+                     headers={})
     reg = registry()
-    earlier = [] if upload.attempts <= 1 else list(db.session.execute(
-        sa.select(Attempt).where(Attempt.upload_id == upload.id, Attempt.number < upload.attempts)
+    earlier = [] if number <= 1 else list(db.session.execute(
+        sa.select(Attempt).where(Attempt.upload_id == upload.id, Attempt.number < number)
         .order_by(Attempt.number)).scalars())
     resend = record.resend
 
     started = time.monotonic()
+    taken = False  # the upload is SENDING for this attempt (not yet committed until the request leaves)
     sent = False  # the post hook was called: from here on the request may have left
     secrets: list[str] = []
     context: UploadContext | None = None
@@ -148,7 +173,7 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
             rows=list(upload.rows or []),
             idempotency_key=upload.idempotency_key,
             operation=upload.operation,
-            attempt_no=upload.attempts,
+            attempt_no=number,
             resend=resend,
             settings=regulator_settings,
             mapping_version=upload.mapping_version,
@@ -176,10 +201,14 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
         body = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) else request.body
         record.wire_body = storable(redact(body, secrets))
         record.operation_sent = (request.operation or upload.operation)[:16]
-        # A slow but live attempt must never be taken for a dead one and sent again concurrently.
-        upload.lease_until = clock.utc_naive(clock.now()) + timedelta(
-            seconds=attempt_lease_seconds(lease_seconds, request.timeout))
         record.delivery = TRANSPORT_MAYBE  # what a crash from here on leaves: it may have arrived
+        # A slow but live attempt must never be taken for a dead one and sent again concurrently.
+        lease_until = clock.utc_naive(clock.now()) + timedelta(
+            seconds=attempt_lease_seconds(lease_seconds, request.timeout))
+        if not ledger.take(upload, record, lease_until):
+            db.session.rollback()
+            return _CHANGED
+        taken = True
         db.session.commit()  # durable before the request leaves
 
         sent = True
@@ -208,6 +237,12 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
         outcome = Outcome(kind="retry", message=redact(f"{type(exc).__name__}: {exc}", secrets))
         record.traceback = redact(traceback.format_exc(), secrets)
         _after_error(record, upload, sent)
+
+    if not taken:  # stopped before sending: take it and record the attempt with its outcome, one commit
+        record.delivery = None  # nothing left
+        if not ledger.take(upload, record, clock.utc_naive(clock.now()) + timedelta(seconds=lease_seconds)):
+            db.session.rollback()
+            return _CHANGED
 
     record.finished_at = clock.utc_naive(clock.now())
     record.duration_ms = int((time.monotonic() - started) * 1000)
@@ -312,7 +347,7 @@ def sweep(now=None) -> dict[str, int]:
     """Periodic housekeeping, also run at worker start: re-run uploads left SENDING by a dead worker,
     enqueue due automatic retries (unless stopped) and every pending upload no queue or worker holds,
     and resume back-fills whose job was lost. Judged from the ledger alone: whatever Redis lost or an
-    old job hash says, work the ledger owes is enqueued again (the claim keeps it to one run)."""
+    old job hash says, work the ledger owes is enqueued again (the take keeps it to one run)."""
     from core import queue
     from core.scheduler import resume_stalled_backfills
 

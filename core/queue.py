@@ -69,7 +69,7 @@ def upload_job_id(upload_id: int, expected_attempts: int) -> str:
 
 # Uploads planned together (an hour's departments, a back-fill) run as jobs of up to this many: an RQ
 # job costs the worker about as much CPU and Redis traffic as an attempt itself, so a batch halves a
-# worker's cost per upload. Each upload in it is still claimed, leased and finished on its own.
+# worker's cost per upload. Each upload in it is still taken, leased and finished on its own.
 BATCH_UPLOADS = 20
 _BATCH_PREFIX = "uploads-"
 
@@ -103,12 +103,12 @@ def batch_members(job_id: str) -> list[tuple[int, int]]:
     return members
 
 
-# An upload job claims its upload within milliseconds of starting. One that started longer ago than this
-# and whose upload is still unclaimed (pending, or waiting to retry: the only uploads the sweep enqueues)
-# belongs to a worker that died before the claim (SIGKILL, a lost machine): RQ keeps its execution in the
-# started registry for the whole job timeout, which must not keep the upload from being sent again. A
-# batch claims its later uploads later: past this, the sweep enqueues those again too, and the claim
-# makes whichever job comes second to an upload a no-op.
+# An upload job takes its upload (SENDING) within milliseconds of starting, once its request is built.
+# One that started longer ago than this and whose upload is still not taken (pending, or waiting to
+# retry: the only uploads the sweep enqueues) belongs to a worker that died before the take (SIGKILL, a
+# lost machine): RQ keeps its execution in the started registry for the whole job timeout, which must
+# not keep the upload from being sent again. A batch takes its later uploads later: past this, the
+# sweep enqueues those again too, and the take makes whichever job comes second to an upload a no-op.
 UNCLAIMED_GRACE_SECONDS = 60
 
 
@@ -130,7 +130,7 @@ def live_job_ids(*, started_within: float | None = None) -> set[str]:
             if started_within is not None and execution_id:
                 started = conn.hget(f"rq:execution:{job_id}:{execution_id}", "created_at")
                 if started is not None and now - float(started) > started_within:
-                    continue  # started long ago and never claimed its upload: its worker is gone
+                    continue  # started long ago and never took its upload: its worker is gone
             ids.add(job_id)
     # A batch stands for each upload attempt it holds.
     ids.update(upload_job_id(*member) for job_id in list(ids) for member in batch_members(job_id))
@@ -138,7 +138,7 @@ def live_job_ids(*, started_within: float | None = None) -> set[str]:
 
 
 def live_upload_job_ids() -> set[str]:
-    """``live_job_ids`` for upload jobs, whose upload the caller knows is unclaimed."""
+    """``live_job_ids`` for upload jobs, whose upload the caller knows is not taken."""
     return live_job_ids(started_within=UNCLAIMED_GRACE_SECONDS)
 
 
@@ -159,7 +159,7 @@ def enqueue_upload(upload_id: int, expected_attempts: int, *, bulk: bool = False
                    live: set[str] | None = None) -> str | None:
     """Enqueue the attempt after ``expected_attempts``, unless a job with the same id will still run
     (``live``: a snapshot from ``live_job_ids`` when enqueueing many). Whatever an old hash of that id
-    says, if no queue or running worker holds it, it is enqueued afresh. The pipeline's claim is the
+    says, if no queue or running worker holds it, it is enqueued afresh. The pipeline's take is the
     final guard against a double run."""
     job_id = upload_job_id(upload_id, expected_attempts)
     if live is not None and job_id in live:  # waiting or running, perhaps in a batch

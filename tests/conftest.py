@@ -209,6 +209,28 @@ def work(app):
 
 
 @pytest.fixture
+def die_after_taking(app):
+    """What a worker killed after its commit before sending leaves behind: the upload SENDING under a
+    lease, its attempt recorded as maybe delivered, with no outcome. Call it with (upload_id, attempts)."""
+    from datetime import timedelta
+
+    from core import clock, ledger
+    from core.db import db
+    from core.hook_types import TRANSPORT_MAYBE
+    from core.models import Attempt
+
+    def take(upload_id: int, expected_attempts: int, lease_seconds: int = 60) -> None:
+        upload = ledger.runnable(upload_id, expected_attempts)
+        assert upload is not None, f"upload {upload_id} is not runnable with {expected_attempts} attempts"
+        record = Attempt(upload_id=upload_id, number=expected_attempts + 1, worker="dead:1", headers={},
+                         delivery=TRANSPORT_MAYBE)
+        assert ledger.take(upload, record, clock.utc_naive(clock.now()) + timedelta(seconds=lease_seconds))
+        db.session.commit()
+
+    return take
+
+
+@pytest.fixture
 def python():
     return sys.executable
 

@@ -40,7 +40,7 @@ def fetch(upload_id: int) -> Upload:
     return db.session.get(Upload, upload_id)
 
 
-def run_faulty_history(echo) -> dict[str, int]:
+def run_faulty_history(echo, die_after_taking) -> dict[str, int]:
     """Uploads through every transition: success, retry then success, retries exhausted, reject,
     manual retry of a rejection, cancel, and a worker killed mid-send recovered by the sweep."""
     clock.freeze(T0)
@@ -71,16 +71,16 @@ def run_faulty_history(echo) -> dict[str, int]:
     ledger.cancel(fetch(ids["cancelled"]))
     db.session.commit()
 
-    # A worker claims and dies before answering: the lease expires and the sweep recovers it.
-    assert ledger.claim(ids["crashed"], 0, lease_seconds=60)
+    # A worker takes it and dies before answering: the lease expires and the sweep recovers it.
+    die_after_taking(ids["crashed"], 0)
     assert fetch(ids["crashed"]).status == UploadStatus.SENDING
     pipeline.sweep(clock.now() + timedelta(minutes=5))
     assert fetch(ids["crashed"]).status == UploadStatus.RETRY_WAIT
     return ids
 
 
-def test_aggregates_equal_the_ledger_after_a_run_with_faults_retries_and_a_crash(echo, redis_conn):
-    ids = run_faulty_history(echo)
+def test_aggregates_equal_the_ledger_after_a_run_with_faults_retries_and_a_crash(echo, redis_conn, die_after_taking):
+    ids = run_faulty_history(echo, die_after_taking)
     db.session.expire_all()
     counters, _ = aggregates.snapshot()
 
@@ -108,8 +108,8 @@ def test_aggregates_equal_the_ledger_after_a_run_with_faults_retries_and_a_crash
     assert aggregates.snapshot() == before
 
 
-def test_a_rebuild_repairs_aggregates_that_were_lost(echo, redis_conn):
-    run_faulty_history(echo)
+def test_a_rebuild_repairs_aggregates_that_were_lost(echo, redis_conn, die_after_taking):
+    run_faulty_history(echo, die_after_taking)
     expected = aggregates.snapshot()
     db.session.execute(sa.delete(aggregates.StatCounter))
     db.session.execute(sa.update(Upload).values(counted_status=None))
@@ -120,12 +120,12 @@ def test_a_rebuild_repairs_aggregates_that_were_lost(echo, redis_conn):
     assert not aggregates.needs_rebuild()
 
 
-def test_stats_rebuild_command_recomputes_from_the_ledger(echo, redis_conn, database_url):
+def test_stats_rebuild_command_recomputes_from_the_ledger(echo, redis_conn, database_url, die_after_taking):
     from click.testing import CliRunner
 
     from core.cli import main
 
-    run_faulty_history(echo)
+    run_faulty_history(echo, die_after_taking)
     expected = aggregates.snapshot()
     db.session.execute(sa.delete(aggregates.StatCounter))
     db.session.commit()
@@ -144,10 +144,10 @@ def test_a_latency_lands_in_the_bucket_of_its_upper_bound():
     assert aggregates.bucket_metric(10**6) == "latency_le:inf"
 
 
-def test_bulk_retry_counts_from_the_aggregates_equal_the_ledger(echo, redis_conn):
+def test_bulk_retry_counts_from_the_aggregates_equal_the_ledger(echo, redis_conn, die_after_taking):
     from web.upload_query import FAILURE_STATUSES, UploadFilter, exact_count
 
-    run_faulty_history(echo)
+    run_faulty_history(echo, die_after_taking)
     db.session.expire_all()
     uploads = db.session.execute(sa.select(Upload)).scalars().all()
     days = sorted({aggregates.local_day(u.created_at) for u in uploads})

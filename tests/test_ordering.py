@@ -156,11 +156,10 @@ def test_reversal_needs_a_declared_interface_and_an_accepted_upload(ordered):
         ordering.reverse_and_resend(case, "operator")
 
 
-def _send_then_die(ordered, upload_id: int) -> None:
-    """What a worker killed after its request left leaves behind: a claimed upload, an attempt row with
+def _send_then_die(ordered, die_after_taking, upload_id: int) -> None:
+    """What a worker killed after its request left leaves behind: a taken upload, an attempt row with
     no outcome, and a regulator that received (and stored) the request."""
-    expected = status(upload_id).attempts
-    assert ledger.claim(upload_id, expected, lease_seconds=60, worker="dead:1")
+    die_after_taking(upload_id, status(upload_id).attempts)
     upload = status(upload_id)
     record = {"key": upload.business_key, "type": upload.report_type, "operation": upload.operation,
               "requestId": upload.idempotency_key, "resend": False, "n": len(upload.rows)}
@@ -168,11 +167,12 @@ def _send_then_die(ordered, upload_id: int) -> None:
     assert answer.json()["code"] == 0
 
 
-def test_a_crash_after_the_reversal_left_never_sends_the_resend_early_nor_reverses_twice(ordered, work, redis_conn):
+def test_a_crash_after_the_reversal_left_never_sends_the_resend_early_nor_reverses_twice(ordered, work, redis_conn,
+                                                                                       die_after_taking):
     case = _accepted_case(ordered, "C6")
     reverse_id, resend_id = ordering.reverse_and_resend(case, "operator")
     redis_conn.flushdb()  # the reversal's job is lost with the crash too
-    _send_then_die(ordered, reverse_id)
+    _send_then_die(ordered, die_after_taking, reverse_id)
     work()
     assert status(resend_id).status == UploadStatus.WAITING  # the reversal's answer was never recorded
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from echo_regulator import EchoPlugin
 
 from core import pipeline
 from core.db import db
 from core.hook_types import ReportType
+from core.hookspecs import hookimpl
 from core.models import Attempt, Upload, UploadStatus
 from core.scheduler import run_slot
 
@@ -114,3 +116,69 @@ def test_a_plugin_error_is_kept_with_its_traceback_for_the_admin(echo, registry_
     attempt = db.session.execute(sa.select(Attempt)).scalar_one()
     assert "KeyError" in attempt.message and "build_payload" in attempt.traceback
     assert echo.state["requests"] == []
+
+
+class _BuildHook(EchoPlugin):
+    """The echo plugin with something done while an attempt's request is being built."""
+
+    def __init__(self, during_build):
+        super().__init__()
+        self.during_build = during_build
+        self.built: list[int] = []
+
+    @hookimpl
+    def build_payload(self, upload):
+        self.built.append(upload.rows[0]["n"])
+        self.during_build(upload, len(self.built))
+        return EchoPlugin.build_payload(self, upload)
+
+
+def _elsewhere(statement) -> None:
+    """Run a statement on a connection of its own and commit it, as another process would."""
+    with db.engine.begin() as connection:
+        connection.execute(statement)
+
+
+def test_an_upload_edited_while_its_request_is_built_is_built_again_from_the_edit_and_sent_once(
+        echo, registry_with):
+    def edit_once(upload, builds):
+        if builds == 1:
+            _elsewhere(sa.update(Upload).where(Upload.id == upload.id).values(rows=[{"n": 99}]))
+
+    plugin = _BuildHook(edit_once)
+    registry_with(plugin)
+    [upload_id] = run_slot("echo.hourly", SLOT, enqueue=False)
+
+    assert pipeline.attempt(upload_id, 0) == UploadStatus.SUCCEEDED
+
+    assert plugin.built == [8, 99]  # the first build was from the row before the edit: never sent
+    upload = only_upload()
+    [attempt] = upload.attempt_list
+    assert upload.attempts == 1 and attempt.number == 1
+    assert '"n": 99' in attempt.plaintext
+    assert [r["n"] for r in echo.state["records"].values()] == [99]
+
+
+def test_a_worker_that_dies_while_building_leaves_the_upload_runnable_and_nothing_recorded(
+        echo, registry_with, redis_conn):
+    seen = {}
+
+    def die(upload, builds):
+        with db.engine.connect() as connection:  # what the ledger holds at that moment, seen from outside
+            seen["status"] = connection.scalar(sa.select(Upload.status).where(Upload.id == upload.id))
+            seen["attempts"] = connection.scalar(sa.select(sa.func.count(Attempt.id)))
+        raise SystemExit("killed")  # not an Exception: nothing in the pipeline handles it, as with SIGKILL
+
+    registry_with(_BuildHook(die))
+    [upload_id] = run_slot("echo.hourly", SLOT, enqueue=False)
+
+    try:
+        pipeline.attempt(upload_id, 0)
+    except SystemExit:
+        db.session.rollback()
+    assert seen == {"status": UploadStatus.PENDING, "attempts": 0}
+    upload = only_upload()
+    assert (upload.status, upload.attempts, upload.attempt_list) == (UploadStatus.PENDING, 0, [])
+    redis_conn.flushdb()  # the job died with the worker
+    later = datetime.now(SHANGHAI) + timedelta(minutes=2)
+    assert pipeline.sweep(later)["requeued"] == 1  # the ledger owes it: enqueued again
