@@ -150,7 +150,7 @@ def _attempt_once(upload_id: int, expected_attempts: int, *, follow_ups: int) ->
     resend = record.resend
 
     started = time.monotonic()
-    taken = False  # the upload is SENDING for this attempt (not yet committed until the request leaves)
+    taken = False  # take() set the upload SENDING for this attempt, in the commit before sending
     sent = False  # the post hook was called: from here on the request may have left
     secrets: list[str] = []
     context: UploadContext | None = None
