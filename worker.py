@@ -22,6 +22,11 @@ import time
 
 log = logging.getLogger("baosong.worker")
 MAX_BACKOFF_SECONDS = 30.0
+# How often RQ's command listener (a thread per worker) wakes when no command comes. RQ 3.0 sets 60 s,
+# and redis-py 8's PubSubWorkerThread.stop() waits for the thread to wake: a worker ending (a SIGTERM,
+# the end of a burst) whose listener had already read its unsubscribe sat out the rest of those 60 s
+# (half the two-worker rounds of bench/bench_worker.py; rq/rq#1613). Waking each second bounds that.
+LISTENER_WAKE_SECONDS = 1.0
 
 # Set by a SIGTERM/SIGINT that arrives while RQ's own handlers are not installed: during the crypto
 # self-test, the sweep, the backoff wait, or RQ's start-up (it registers the worker before it installs
@@ -55,6 +60,14 @@ def _stop_aware(worker_type: type) -> type:
 
             note_stop_requested()
             super().request_stop(signum, frame)
+
+        def subscribe(self) -> None:
+            """RQ's own subscribe, with a listener that wakes every LISTENER_WAKE_SECONDS."""
+            self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(
+                sleep_time=LISTENER_WAKE_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler)
 
         def _install_signal_handlers(self) -> None:
             super()._install_signal_handlers()

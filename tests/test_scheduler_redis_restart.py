@@ -154,7 +154,7 @@ def test_a_worker_waits_out_an_unreachable_redis_and_stops_on_sigterm(echo, redi
         wait_until(lambda: any(redis_conn.hget(k, "pid") == str(idle.pid).encode()
                                for k in redis_conn.keys("rq:worker:*") if redis_conn.type(k) == b"hash"), 30)
         os.killpg(idle.pid, signal.SIGTERM)
-        assert idle.wait(30) == 0  # a stop request ends it; only errors make it carry on
+        assert idle.wait(15) == 0  # a stop request ends it; only errors make it carry on
     finally:
         stop(idle)
 
