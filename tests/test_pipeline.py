@@ -159,6 +159,29 @@ def test_an_upload_edited_while_its_request_is_built_is_built_again_from_the_edi
     assert [r["n"] for r in echo.state["records"].values()] == [99]
 
 
+def test_an_upload_another_worker_took_while_its_request_was_built_is_left_to_that_worker(
+        echo, registry_with):
+    # The take inserts its attempt before it compares the row: here the other worker's attempt 1 is
+    # already there, so the insert fails, nothing of ours is committed and nothing is sent.
+    def taken_elsewhere(upload, builds):
+        if builds == 1:
+            _elsewhere(sa.insert(Attempt).values(upload_id=upload.id, number=1, worker="other:1", headers={},
+                                                 started_at=datetime(2025, 2, 17, 0, 1)))
+            _elsewhere(sa.update(Upload).where(Upload.id == upload.id)
+                       .values(status=UploadStatus.SENDING, attempts=1))
+
+    registry_with(_BuildHook(taken_elsewhere))
+    [upload_id] = run_slot("echo.hourly", SLOT, enqueue=False)
+
+    assert pipeline.attempt(upload_id, 0) == "skipped"
+
+    db.session.expire_all()
+    upload = only_upload()
+    assert (upload.status, upload.attempts) == (UploadStatus.SENDING, 1)
+    assert [a.worker for a in upload.attempt_list] == ["other:1"]
+    assert echo.state["requests"] == []
+
+
 def test_a_worker_that_dies_while_building_leaves_the_upload_runnable_and_nothing_recorded(
         echo, registry_with, redis_conn):
     seen = {}
