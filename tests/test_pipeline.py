@@ -161,8 +161,8 @@ def test_an_upload_edited_while_its_request_is_built_is_built_again_from_the_edi
 
 def test_an_upload_another_worker_took_while_its_request_was_built_is_left_to_that_worker(
         echo, registry_with):
-    # The take inserts its attempt before it compares the row: here the other worker's attempt 1 is
-    # already there, so the insert fails, nothing of ours is committed and nothing is sent.
+    # The other worker's take committed (its attempt 1, the upload SENDING) while ours was building:
+    # our compare-and-set finds the row changed, nothing of ours is committed and nothing is sent.
     def taken_elsewhere(upload, builds):
         if builds == 1:
             _elsewhere(sa.insert(Attempt).values(upload_id=upload.id, number=1, worker="other:1", headers={},
