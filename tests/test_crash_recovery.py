@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from waiting import wait_until
 
 from core import clock, pipeline
 from core.db import db
@@ -34,15 +34,6 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def wait_until(predicate, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.mark.slow
 def test_an_upload_interrupted_by_a_killed_worker_is_resent_once_with_the_same_key(echo, work):
     # The worker subprocess loads plugins from entry points only: give it the echo plugin the same way.
@@ -52,7 +43,7 @@ def test_an_upload_interrupted_by_a_killed_worker_is_resent_once_with_the_same_k
     [upload_id] = run_slot("echo.hourly", clock.now().astimezone(ZoneInfo("Asia/Shanghai")))
     worker = start_worker_process()
     try:
-        wait_until(lambda: len(echo.state["requests"]) == 1)
+        wait_until(lambda: len(echo.state["requests"]) == 1, 30)
         db.session.expire_all()
         upload = db.session.get(Upload, upload_id)
         assert upload.status == UploadStatus.SENDING
@@ -62,7 +53,7 @@ def test_an_upload_interrupted_by_a_killed_worker_is_resent_once_with_the_same_k
         os.killpg(worker.pid, signal.SIGKILL)
         os.killpg(os.getpgid(horse), signal.SIGKILL)
         worker.wait(10)
-        wait_until(lambda: not Path(f"/proc/{horse}").exists() or _is_zombie(horse))
+        wait_until(lambda: not Path(f"/proc/{horse}").exists() or _is_zombie(horse), 30)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)

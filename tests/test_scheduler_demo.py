@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+
+from waiting import wait_until
 
 from demo.run import Supervisor, stop_embedded_redis
 
@@ -22,15 +23,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_until(predicate, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_a_child_that_dies_is_restarted_and_stop_ends_every_process(tmp_path):
     grandchild_file = tmp_path / "grandchild.pid"
     # A child that starts a process of its own (as an RQ worker starts a work-horse) and ignores SIGTERM.
@@ -42,7 +34,7 @@ def test_a_child_that_dies_is_restarted_and_stop_ends_every_process(tmp_path):
                              "stubborn": [sys.executable, "-c", stubborn]}, say=lines.append, grace=2)
     supervisor.start()
     try:
-        wait_until(grandchild_file.exists)
+        wait_until(grandchild_file.exists, 15)
         first = supervisor.children["sleeper"].pid
         os.kill(first, 9)
         wait_until(lambda: supervisor.check() == ["sleeper"] or supervisor.restarts.get("sleeper"), 15)

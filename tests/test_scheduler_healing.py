@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from rq import Worker
 from rq.executions import ExecutionRegistry
 from rq.job import Job
+from waiting import wait_until
 
 from core import clock, pipeline, scheduler, scheduler_process
 from core.db import db
@@ -29,15 +30,6 @@ from core.queue import (
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SLOT = datetime(2025, 2, 17, 8, 0, tzinfo=SHANGHAI)
-
-
-def wait_until(predicate, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def scheduled_ids(conn) -> set[str]:
@@ -58,7 +50,7 @@ def test_a_running_leader_repairs_tick_and_sweep_after_their_records_expired(ech
     leader = threading.Thread(target=scheduler_process.run, kwargs={"poll_seconds": 0.2, "stop": stop})
     leader.start()
     try:
-        wait_until(lambda: {"baosong-tick", "baosong-sweep"} <= scheduled_ids(redis_conn))
+        wait_until(lambda: {"baosong-tick", "baosong-sweep"} <= scheduled_ids(redis_conn), 20)
         # What a result TTL expiring under a long queue did: the job hashes vanish, and rq-scheduler,
         # finding no hash, drops the job from its schedule for good.
         for job_id in ("baosong-tick", "baosong-sweep", "baosong-task-echo__hourly"):
@@ -66,7 +58,7 @@ def test_a_running_leader_repairs_tick_and_sweep_after_their_records_expired(ech
         rq_scheduler = scheduler._rq_scheduler(redis_conn)
         rq_scheduler.get_jobs_to_queue()  # rq-scheduler's own clean-up of jobs without a hash
         wait_until(lambda: all(redis_conn.exists(Job.key_for(j)) for j in
-                               ("baosong-tick", "baosong-sweep", "baosong-task-echo__hourly")))
+                               ("baosong-tick", "baosong-sweep", "baosong-task-echo__hourly")), 20)
         assert {"baosong-tick", "baosong-sweep"} <= scheduled_ids(redis_conn)
     finally:
         stop.set()
@@ -186,7 +178,7 @@ def test_a_standby_leads_once_the_leader_stops_renewing(echo, redis_conn, monkey
         time.sleep(0.5)
         assert redis_conn.get(scheduler_process.LEADER_KEY) == b"dead-host:1"
         wait_until(lambda: redis_conn.get(scheduler_process.LEADER_KEY) == b"standby:2", 10)
-        wait_until(lambda: "baosong-tick" in scheduled_ids(redis_conn))
+        wait_until(lambda: "baosong-tick" in scheduled_ids(redis_conn), 20)
     finally:
         stop.set()
         standby.join(10)
@@ -198,10 +190,10 @@ def test_a_leader_that_lost_its_lease_stands_by_instead_of_exiting(echo, redis_c
                               kwargs={"poll_seconds": 0.2, "stop": stop, "me": "leader:1"})
     leader.start()
     try:
-        wait_until(lambda: redis_conn.get(scheduler_process.LEADER_KEY) == b"leader:1")
+        wait_until(lambda: redis_conn.get(scheduler_process.LEADER_KEY) == b"leader:1", 20)
         redis_conn.flushdb()  # Redis restarted empty: the lease is gone with everything else
-        wait_until(lambda: redis_conn.get(scheduler_process.LEADER_KEY) == b"leader:1")
-        wait_until(lambda: {"baosong-tick", "baosong-sweep"} <= scheduled_ids(redis_conn))
+        wait_until(lambda: redis_conn.get(scheduler_process.LEADER_KEY) == b"leader:1", 20)
+        wait_until(lambda: {"baosong-tick", "baosong-sweep"} <= scheduled_ids(redis_conn), 20)
         assert leader.is_alive()
     finally:
         stop.set()

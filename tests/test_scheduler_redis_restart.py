@@ -19,6 +19,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from conftest import free_port
+from waiting import wait_until
 
 from core import clock, scheduler_process
 from core.db import db
@@ -42,15 +43,6 @@ def _pings(port: int) -> bool:
         return redis.Redis(port=port, socket_connect_timeout=0.5).ping()
     except redis.ConnectionError:
         return False
-
-
-def wait_until(predicate, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -5,15 +5,9 @@ from __future__ import annotations
 import time
 
 from rq import Queue, SimpleWorker
+from waiting import wait_until
 
 import worker
-
-
-def wait_until(condition, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_the_command_listener_of_a_worker_stops_within_seconds_even_after_it_read_its_unsubscribe(redis_conn):
