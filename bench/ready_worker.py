@@ -6,6 +6,10 @@ imports, the crypto self-test, the app) used to overlap the first worker's sendi
 its time. A deployed worker starts once and runs for months, so its start-up is measured apart.
 
     python bench/ready_worker.py READY_DIR     # touches READY_DIR/ready-<pid>, waits for READY_DIR/go
+
+Set one of these to a directory to look inside each worker, from its release to its exit:
+``BENCH_WORKER_PROFILE`` (cProfile, CPU time), ``BENCH_WORKER_SQLTIME`` (each SQL statement's CPU and
+wall time; ``bench/statement_times.py`` prints them), ``BENCH_WORKER_PERF`` (Linux ``perf record``).
 """
 
 from __future__ import annotations
