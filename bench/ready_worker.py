@@ -99,9 +99,12 @@ def _time_statements(sql_dir: Path) -> None:
 def _under_perf(perf_dir: Path, run) -> int:
     """Run ``run`` with Linux ``perf record`` sampling this process (native frames: SQLite, the
     interpreter, the kernel), from the release to the exit, so start-up is left out."""
+    import shutil
     import signal
     import subprocess
 
+    if shutil.which("perf") is None:
+        raise SystemExit("BENCH_WORKER_PERF needs Linux perf (the linux-perf package), which is not installed")
     output = perf_dir / f"worker-{os.getpid()}.data"
     recorder = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-g", "-p", str(os.getpid()),
                                  "-o", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
