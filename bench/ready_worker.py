@@ -55,11 +55,6 @@ def main(ready_dir: Path) -> int:
         profiler.dump_stats(str(Path(profile_dir) / f"worker-{os.getpid()}.prof"))
 
 
-_TABLES = {"uploads", "attempts", "stat_counters", "stat_indicators", "watermarks", "regulator_settings",
-           "upload_search_keys", "flags", "upload_dependencies", "slots", "tasks", "held_back",
-           "field_mapping_versions"}
-
-
 def _time_statements(sql_dir: Path) -> None:
     """Time every SQL statement this worker runs (CPU of this thread and wall time, by verb and table)
     and write the totals to ``sql_dir/worker-<pid>.json`` at exit; ``bench/statement_times.py`` prints
@@ -76,6 +71,7 @@ def _time_statements(sql_dir: Path) -> None:
 
     with process_app().app_context():
         engine = db.engine
+    tables = set(db.metadata.tables)  # a statement is named by its verb and the first table it names
     totals: dict = defaultdict(lambda: [0, 0.0, 0.0])  # name -> [count, CPU s, wall s]
     started: list = []
 
@@ -87,7 +83,7 @@ def _time_statements(sql_dir: Path) -> None:
     def _after(conn, cursor, statement, parameters, context, executemany) -> None:
         cpu, wall = started.pop()
         words = statement.split()
-        table = next((w.strip('"(') for w in words[1:] if w.strip('"(').lower() in _TABLES), "")
+        table = next((w.strip('"(') for w in words[1:] if w.strip('"(').lower() in tables), "")
         entry = totals[" ".join(filter(None, (words[0].upper(), table, "(many)" if executemany else "")))]
         entry[0] += 1
         entry[1] += time.thread_time() - cpu
